@@ -1,0 +1,77 @@
+"""Model shapes: size presets from tiny CPU models up to 70B, in the Llama / Qwen2 decoder shape.
+
+Torch-free on purpose: `hpci plan` reads shapes to validate parallelism (TP must divide heads and query
+groups, PP must divide layers) and to estimate FLOPs, on a login node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A decoder-only transformer (RMSNorm, SwiGLU, RoPE, grouped-query attention, untied embeddings)."""
+
+    family: str  # "llama" | "qwen2" (qwen2 adds biases on q/k/v)
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_query_groups: int  # = heads for multi-head attention, fewer for GQA
+    ffn_hidden_size: int
+    vocab_size: int
+    max_position_embeddings: int = 4096
+    rotary_base: float = 10000.0
+    norm_epsilon: float = 1e-6
+    tie_embeddings: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_parameters(self) -> int:
+        """Exact parameter count of the shape (embeddings and output layer counted once each unless tied)."""
+        h, f, v = self.hidden_size, self.ffn_hidden_size, self.vocab_size
+        kv = self.num_query_groups * self.head_dim
+        attn = h * h + 2 * h * kv + h * h  # q, k, v, o
+        if self.family == "qwen2":
+            attn += h + 2 * kv  # q/k/v biases
+        mlp = 3 * h * f  # gate, up, down
+        norms = 2 * h
+        embed = v * h * (1 if self.tie_embeddings else 2)
+        return self.num_layers * (attn + mlp + norms) + embed + h
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token: 6·N for the matmuls plus the attention score term (6·L·s·h, causal)."""
+        return 6.0 * self.num_parameters + 6.0 * self.num_layers * seq_len * self.hidden_size
+
+
+_LLAMA1_VOCAB = 49953  # Chinese-LLaMA-Plus (DoIT's base models)
+
+PRESETS: dict[str, ModelShape] = {
+    # Tiny CPU models for the embedded default and the tests (vocab is replaced by the tokenizer's size).
+    "tiny": ModelShape("llama", 2, 64, 4, 4, 176, 512, 512),
+    "tiny-gqa": ModelShape("llama", 4, 64, 4, 2, 176, 512, 512),
+    "mini": ModelShape("llama", 4, 128, 8, 4, 352, 512, 1024),
+    "small": ModelShape("llama", 8, 256, 8, 4, 688, 512, 1024),
+    # LLaMA-1 shapes as used by DoIT (Chinese-LLaMA-Plus vocabulary).
+    "7b": ModelShape("llama", 32, 4096, 32, 32, 11008, _LLAMA1_VOCAB, 2048, norm_epsilon=1e-6),
+    "13b": ModelShape("llama", 40, 5120, 40, 40, 13824, _LLAMA1_VOCAB, 2048, norm_epsilon=1e-6),
+    "33b": ModelShape("llama", 60, 6656, 52, 52, 17920, _LLAMA1_VOCAB, 2048, norm_epsilon=1e-6),
+    "70b": ModelShape("llama", 80, 8192, 64, 8, 28672, 32000, 4096, norm_epsilon=1e-5),
+    # Qwen2 shapes for modern base models.
+    "qwen2-0.5b": ModelShape("qwen2", 24, 896, 14, 2, 4864, 151936, 32768, 1e6, 1e-6, True),
+    "qwen2-1.5b": ModelShape("qwen2", 28, 1536, 12, 2, 8960, 151936, 32768, 1e6, 1e-6, True),
+    "qwen2-7b": ModelShape("qwen2", 28, 3584, 28, 4, 18944, 152064, 32768, 1e6, 1e-6, False),
+}
+
+
+def preset(name: str, family: str | None = None, vocab_size: int | None = None) -> ModelShape:
+    """The shape of a preset, optionally with another family or vocabulary size (a tokenizer's)."""
+    shape = PRESETS[name]
+    if family is not None and family != shape.family:
+        shape = replace(shape, family=family)
+    if vocab_size is not None:
+        shape = replace(shape, vocab_size=vocab_size)
+    return shape
