@@ -1,0 +1,179 @@
+"""The dry run: every job of every stage, its resources and outputs, and the totals, as a table or JSON.
+
+`hpci plan` must answer on a login node in well under a second: nothing here imports torch.
+Stages are submitted as one array job per stage and resource shape (never one job per task):
+  prepare (one element per distinct mixture) -> train (one element per trial, grouped by layout)
+  -> eval (one element per shard, grouped by the GPUs a model needs for inference) -> aggregate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+
+from hpc_instruct.recipe.expand import EVAL_WEIGHTS_GB_PER_GPU, Expansion
+from hpc_instruct.recipe.hashing import digest
+from hpc_instruct.recipe.study import Study
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One array submission: a stage, a resource shape, and how many elements it has."""
+
+    stage: str
+    name: str
+    elements: int
+    nodes: int
+    gpus_per_node: int
+    cpus_per_task: int
+    mem_gb: float
+    time_min: int
+    covers: str
+    outputs: str
+
+
+def eval_gpus(num_parameters: int, device: str) -> int:
+    """GPUs one eval task needs: bf16 weights (2 bytes/param) at <= EVAL_WEIGHTS_GB_PER_GPU per GPU."""
+    if device != "cuda":
+        return 0
+    return max(1, math.ceil(2 * num_parameters / 1e9 / EVAL_WEIGHTS_GB_PER_GPU))
+
+
+def stage_jobs(study: Study, ex: Expansion) -> list[StageJob]:
+    r, res = study.recipe, study.recipe.execution
+    models = {m.name: m for m in r.models}
+    jobs: list[StageJob] = []
+    mixtures = {digest([t.mixture, t.seed]) for t in ex.trials}
+    jobs.append(StageJob("prepare", "prepare", max(1, len(mixtures)), 1, 0, res.prepare.cpus_per_task,
+                         res.prepare.mem_gb, res.prepare.time_min, f"{len(mixtures)} mixtures: sample, tokenize, pack",
+                         "mixtures/<hash>/"))
+    by_shape: dict[tuple, list] = defaultdict(list)
+    for t in ex.trials:
+        m = models[t.model]
+        by_shape[(t.nodes, t.gpus // t.nodes if t.gpus else 0, m.device)].append(t)
+    for (nodes, gpn, device), trials in sorted(by_shape.items()):
+        names = sorted({t.model for t in trials})
+        ranks = (trials[0].tp * trials[0].pp * trials[0].dp) // nodes
+        cpus = res.train.cpus_per_task * max(1, gpn) if device == "cuda" else max(1, ranks)
+        jobs.append(StageJob("train", f"train-{nodes}n{gpn}g", len(trials), nodes, gpn, cpus, res.train.mem_gb,
+                             res.train.time_min, f"{len(trials)} trials of {', '.join(names)}",
+                             "trials/<id>/checkpoints/"))
+    owners = {t.id: t.model for t in ex.trials} | {b.id: b.model for b in ex.baselines}
+    eval_shape: dict[int, list] = defaultdict(list)
+    for task in ex.eval_tasks:
+        name = owners[task.trial]
+        need = eval_gpus(study.shapes[name].num_parameters, models[name].device)
+        eval_shape[max(need, res.eval.gpus) if need else 0].append(task)
+    for gpus, tasks in sorted(eval_shape.items()):
+        names = sorted({owners[t.trial] for t in tasks})
+        jobs.append(StageJob("eval", f"eval-{gpus}g", len(tasks), 1, gpus, res.eval.cpus_per_task, res.eval.mem_gb,
+                             res.eval.time_min, f"{len(tasks)} shards of {', '.join(names)}",
+                             "eval/<trial>/<ckpt>/<set>/part-<shard>.parquet"))
+    jobs.append(StageJob("aggregate", "aggregate", 1, 1, 0, res.aggregate.cpus_per_task, res.aggregate.mem_gb,
+                         res.aggregate.time_min, "scores, curves, report", "results/"))
+    return jobs
+
+
+def plan_dict(study: Study, ex: Expansion) -> dict:
+    """The plan as JSON-ready data (`hpci plan --format json`)."""
+    r = study.recipe
+    evals_per_trial = Counter(t.trial for t in ex.eval_tasks)
+    jobs = stage_jobs(study, ex)
+    trials = []
+    for t in ex.trials:
+        row = asdict(t)
+        row["eval_tasks"] = evals_per_trial[t.id]
+        row["checkpoints"] = list(t.checkpoints)
+        row["also"] = list(t.also)
+        trials.append(row)
+    return {
+        "study": r.study.name,
+        "directory": str(study.directory),
+        "data": {"source": study.facts.source, "fingerprint": study.facts.fingerprint,
+                 "pool_sizes": study.facts.pool_sizes, "synthetic_pool": study.facts.synthetic_size},
+        "assumptions": assumptions(study),
+        "trials": trials,
+        "baselines": [asdict(b) | {"eval_tasks": evals_per_trial[b.id]} for b in ex.baselines],
+        "eval_tasks": [asdict(e) for e in ex.eval_tasks],
+        "jobs": [asdict(j) for j in jobs],
+        "totals": totals(ex, jobs),
+        "warnings": list(study.warnings),
+    }
+
+
+def assumptions(study: Study) -> dict:
+    ex = study.recipe.execution
+    return {
+        "flops": "6*N per trained token + 6*layers*seq*hidden (causal attention), N = parameters",
+        "gpu_peak_tflops": ex.gpu_peak_tflops,
+        "assumed_mfu": ex.assumed_mfu,
+        "tokens_per_sample": study.facts.mean_tokens,
+        "eval_gpus": f"bf16 weights at <= {EVAL_WEIGHTS_GB_PER_GPU:g} GB per GPU",
+    }
+
+
+def totals(ex: Expansion, jobs: list[StageJob]) -> dict:
+    return {
+        "trials": len(ex.trials),
+        "baselines": len(ex.baselines),
+        "eval_tasks": len(ex.eval_tasks),
+        "array_jobs": len(jobs),
+        "train_gpu_hours": round(sum(t.gpu_hours for t in ex.trials), 2),
+        "train_tokens": sum(t.tokens for t in ex.trials),
+        "optimizer_steps": sum(t.steps for t in ex.trials),
+        "by_source": dict(Counter(t.source for t in ex.trials)),
+    }
+
+
+def plan_table(study: Study, ex: Expansion, every_eval_task: bool = False) -> str:
+    """The plan as text a person reads: stage jobs, trials, eval tasks per owner, totals, assumptions."""
+    jobs = stage_jobs(study, ex)
+    evals = Counter(t.trial for t in ex.eval_tasks)
+    out = [f"study {study.recipe.study.name} -> {study.directory}",
+           f"data: {study.facts.source} [{study.facts.fingerprint}]", ""]
+    out += _table(["stage", "array job", "elements", "nodes", "gpus/node", "cpus", "mem GB", "time", "covers", "outputs"],
+                  [[j.stage, j.name, j.elements, j.nodes, j.gpus_per_node, j.cpus_per_task, f"{j.mem_gb:g}",
+                    _hm(j.time_min), j.covers, j.outputs] for j in jobs])
+    out.append("")
+    rows = [[t.id, " = ".join((t.label,) + t.also), t.size, t.source, t.total_samples, t.seed, t.nodes, t.gpus, f"{t.tp}/{t.pp}/{t.dp}",
+             t.steps_per_epoch, t.epochs, t.steps, _si(t.tokens), f"{t.gpu_hours:.1f}", len(t.checkpoints),
+             evals[t.id]] for t in ex.trials]
+    rows += [[b.id, f"base/{b.model}", b.size, "base", 0, "-", 1, "-", "-", "-", "-", "-", "-", "-", 1, evals[b.id]]
+             for b in ex.baselines]
+    out += _table(["trial", "label", "size", "source", "samples", "seed", "nodes", "gpus", "tp/pp/dp", "steps/ep",
+                   "epochs", "steps", "tokens", "GPU-h", "ckpts", "eval tasks"], rows)
+    if every_eval_task:
+        out.append("")
+        out += _table(["eval task", "trial", "checkpoint", "set", "shard", "items"],
+                      [[e.id, e.trial, e.checkpoint, e.eval_set, f"{e.shard + 1}/{e.shards}", f"{e.start}-{e.stop}"]
+                       for e in ex.eval_tasks])
+    tot = totals(ex, jobs)
+    a = assumptions(study)
+    out += ["", f"totals: {tot['trials']} trials ({', '.join(f'{k} {v}' for k, v in tot['by_source'].items())}), "
+                f"{tot['baselines']} base models, {tot['eval_tasks']} eval tasks in {tot['array_jobs']} array jobs; "
+                f"{tot['optimizer_steps']} optimizer steps, {_si(tot['train_tokens'])} trained tokens, "
+                f"~{tot['train_gpu_hours']:.0f} training GPU-hours",
+            f"assumptions: FLOPs = {a['flops']}; peak {a['gpu_peak_tflops']:g} TFLOP/s per GPU at MFU "
+            f"{a['assumed_mfu']:g}; eval GPUs: {a['eval_gpus']}"]
+    out += [f"warning: {w}" for w in study.warnings]
+    return "\n".join(out)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _hm(minutes: int) -> str:
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(int(n))

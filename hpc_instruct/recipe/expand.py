@@ -1,0 +1,220 @@
+"""Expanding a validated study into Trials (one training run each) and EvalTasks (checkpoint x set x shard).
+
+Derived numbers are computed here, once, and explained where they are computed:
+- ranks per trial = tp * pp * dp (GPUs on CUDA); nodes from the recipe;
+- sequences per epoch = samples (padded) or ceil(tokens / max_length) (packed);
+- steps per epoch = ceil(sequences / global_batch); epochs = max(epochs, ceil(min_steps / steps per epoch));
+- trained tokens = tokens per epoch * epochs; FLOPs = flops_per_token(seq) * trained tokens (6N + attention);
+- GPU-hours = FLOPs / (peak TFLOP/s * MFU) / 3600, with the peak and MFU printed as assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hpc_instruct.recipe.data_facts import DataFacts
+from hpc_instruct.recipe.hashing import EVAL_CODE_VERSION, TRAIN_CODE_VERSION, digest, identity
+from hpc_instruct.recipe.schema import EvalConfig, ModelConfig, Recipe
+from hpc_instruct.train.presets import ModelShape
+
+EVAL_WEIGHTS_GB_PER_GPU = 40.0  # planning: bf16 weights that one eval GPU holds with room for the KV cache
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run: a model fine-tuned on one mixture with one seed."""
+
+    id: str
+    label: str
+    model: str
+    size: str
+    source: str  # curated | synthetic | mix | single
+    mixture: dict[str, Any]  # the request: per ability a count, 'all' or {'fraction': f}; synthetic; cap
+    samples_per_ability: dict[str, int]  # what will be taken (after cap / fractions / 'all')
+    synthetic_samples: int
+    total_samples: int
+    seed: int
+    nodes: int
+    gpus: int
+    tp: int
+    pp: int
+    dp: int
+    steps_per_epoch: int
+    epochs: int
+    steps: int
+    tokens: int
+    checkpoints: tuple[int, ...]  # epochs at which a checkpoint is exported for evaluation
+    gpu_hours: float
+    also: tuple[str, ...] = ()  # labels of other sweep cells that are this same experiment (same id)
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One shard of one eval set on one checkpoint of one trial (or of a base model)."""
+
+    id: str
+    trial: str  # trial id, or base-model id
+    checkpoint: str  # epoch-003 | selected | base
+    eval_set: str  # <ability>/<split>
+    ability: str
+    split: str
+    shard: int
+    shards: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A base model evaluated without training (the zero point of the transfer matrix)."""
+
+    id: str
+    model: str
+    size: str
+
+
+@dataclass(frozen=True)
+class Expansion:
+    trials: tuple[Trial, ...]
+    baselines: tuple[Baseline, ...]
+    eval_tasks: tuple[EvalTask, ...]
+
+
+def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with_eval: bool = True) -> Expansion:
+    data_pin = facts.fingerprint
+    train_digest = digest(identity(recipe.training))
+    models = {m.name: m for m in recipe.models}
+    model_digest = {m.name: digest([identity(m), identity(shapes[m.name]), TRAIN_CODE_VERSION]) for m in recipe.models}
+    trials: list[Trial] = []
+    index: dict[str, int] = {}
+    for source, name, model, request in _requests(recipe):
+        m, shape = models[model], shapes[model]
+        counts, synthetic = _resolve(request, facts)
+        for seed in recipe.sweep.seeds:
+            tid = "t" + digest([model_digest[model], train_digest, data_pin, request, seed], 15)
+            label = f"{name}/{model}/seed{seed}"
+            if tid in index:  # the same experiment reached from two arms (mix-baseline == curated-1000): run it once
+                first = trials[index[tid]]
+                trials[index[tid]] = replace(first, also=first.also + (label,))
+                continue
+            index[tid] = len(trials)
+            trials.append(_trial(tid, label, source, m, shape, request, counts, synthetic, seed, recipe, facts))
+    baselines = tuple(Baseline("b" + digest([model_digest[m.name], "base"], 15), m.name, _size(m))
+                      for m in recipe.models) if recipe.evaluation.include_base else ()
+    tasks = _eval_tasks(recipe.evaluation, trials, baselines, facts, recipe.data.abilities) if with_eval else ()
+    return Expansion(tuple(trials), baselines, tasks)
+
+
+def _requests(recipe: Recipe):
+    """(source, label, model, mixture request) for every arm of the sweep; seeds are applied by the caller."""
+    sw, every = recipe.sweep, [m.name for m in recipe.models]
+    abilities = recipe.data.abilities
+    if sw.curated:
+        for n in sw.curated.samples_per_ability:
+            request = {"per_ability": {a: n for a in abilities}, "synthetic": 0, "cap": sw.curated.cap}
+            for model in sw.curated.models or every:
+                yield "curated", f"curated-{n}", model, request
+    if sw.synthetic:
+        for n in sw.synthetic.total_samples:
+            request = {"per_ability": {}, "synthetic": n, "cap": sw.synthetic.cap}
+            for model in sw.synthetic.models or every:
+                yield "synthetic", f"synthetic-{n}", model, request
+    for mix in sw.mixes:
+        request = {"per_ability": mix_amounts(mix, abilities), "synthetic": mix.synthetic_total_samples, "cap": mix.cap}
+        for model in mix.models or every:
+            yield "mix", mix.name if mix.name.startswith("mix") else f"mix-{mix.name}", model, request
+    if sw.single_ability:
+        sa = sw.single_ability
+        for ability in sa.abilities or abilities:
+            for n in sa.samples_per_ability:
+                request = {"per_ability": {ability: n}, "synthetic": 0, "cap": sa.cap}
+                for model in sa.models or every:
+                    yield "single", f"single-{ability}-{n}", model, request
+
+
+def mix_amounts(mix, abilities: tuple[str, ...]) -> dict[str, Any]:
+    """Per ability: an explicit count/'all', else an explicit fraction, else the defaults; absent = not in the mix."""
+    out: dict[str, Any] = {}
+    for a in abilities:
+        if a in mix.samples_per_ability:
+            out[a] = mix.samples_per_ability[a]
+        elif a in mix.fraction_per_ability:
+            out[a] = {"fraction": mix.fraction_per_ability[a]}
+        elif "default" in mix.samples_per_ability:
+            out[a] = mix.samples_per_ability["default"]
+        elif "default" in mix.fraction_per_ability:
+            out[a] = {"fraction": mix.fraction_per_ability["default"]}
+    return out
+
+
+def take(amount: Any, pool: int) -> int:
+    """How many samples a request takes from a pool of `pool` (validation already refused overdraws without cap)."""
+    if amount == "all":
+        return pool
+    if isinstance(amount, dict):
+        return min(pool, max(1, math.floor(amount["fraction"] * pool)))
+    return min(int(amount), pool)
+
+
+def _resolve(request: dict[str, Any], facts: DataFacts) -> tuple[dict[str, int], int]:
+    counts = {a: take(v, facts.pool_sizes.get(a, 0)) for a, v in request["per_ability"].items()}
+    return counts, min(request["synthetic"], facts.synthetic_size)
+
+
+def _size(m: ModelConfig) -> str:
+    return m.size if m.size else f"hf:{m.path}"
+
+
+def _trial(tid, label, source, m: ModelConfig, shape: ModelShape, request, counts, synthetic, seed,
+           recipe: Recipe, facts: DataFacts) -> Trial:
+    t, ex = recipe.training, recipe.execution
+    # Tokens per epoch: each sample contributes its mean length, truncated to max_length.
+    tokens_epoch = sum(n * min(facts.mean_tokens.get(a, 300), t.max_length) for a, n in counts.items())
+    tokens_epoch += synthetic * min(facts.mean_tokens.get("synthetic", 400), t.max_length)
+    samples = sum(counts.values()) + synthetic
+    sequences = math.ceil(tokens_epoch / t.max_length) if t.packing else samples
+    steps_per_epoch = max(1, math.ceil(sequences / m.global_batch))
+    epochs = max(t.epochs, math.ceil(t.min_steps / steps_per_epoch))
+    ckpts = tuple(e for e in range(1, epochs + 1) if e % t.checkpoint_every_epochs == 0 or e == epochs)
+    world = m.tp * m.pp * m.dp
+    gpus = world if m.device == "cuda" else 0
+    seq = t.max_length if t.packing else max(1, tokens_epoch // max(1, samples))
+    flops = shape.flops_per_token(seq) * tokens_epoch * epochs
+    gpu_hours = flops / (ex.gpu_peak_tflops * 1e12 * ex.assumed_mfu) / 3600 if gpus else 0.0
+    return Trial(tid, label, m.name, _size(m), source, request, counts, synthetic, samples, seed, m.nodes, gpus,
+                 m.tp, m.pp, m.dp, steps_per_epoch, epochs, steps_per_epoch * epochs, tokens_epoch * epochs, ckpts,
+                 gpu_hours)
+
+
+def _eval_tasks(ev: EvalConfig, trials: list[Trial], baselines: tuple[Baseline, ...], facts: DataFacts,
+                abilities: tuple[str, ...]) -> tuple[EvalTask, ...]:
+    settings = digest([identity(ev), EVAL_CODE_VERSION])
+    sets = [(a, s) for s in ev.splits for a in abilities] + [(o, "test") for o in ev.out_of_domain]
+    # Shard ranges per set, computed once: [(shard, shards, start, stop), ...]
+    ranges = {}
+    for a, s in sets:
+        n = facts.eval_sizes.get(f"{a}/{s}", 0)
+        k = max(1, math.ceil(n / ev.items_per_shard))
+        ranges[(a, s)] = [(i, k, i * n // k, (i + 1) * n // k) for i in range(k)]
+    set_pin = {key: digest([facts.fingerprint, key]) for key in ranges}
+    out: list[EvalTask] = []
+
+    def add(owner: str, checkpoint: str, split_filter) -> None:
+        for (a, s), shard_ranges in ranges.items():
+            if not split_filter(s):
+                continue
+            for i, k, start, stop in shard_ranges:
+                eid = "e" + digest([owner, checkpoint, set_pin[(a, s)], settings, start, stop], 15)
+                out.append(EvalTask(eid, owner, checkpoint, f"{a}/{s}", a, s, i, k, start, stop))
+
+    for b in baselines:
+        add(b.id, "base", lambda s: True)
+    for trial in trials:
+        chosen = trial.checkpoints if ev.checkpoints == "all" else trial.checkpoints[-1:]
+        for e in chosen:
+            add(trial.id, f"epoch-{e:03d}", lambda s: s == "valid" or ev.test_on == "all")
+        if ev.test_on == "selected":
+            add(trial.id, "selected", lambda s: s == "test")
+    return tuple(out)
