@@ -81,7 +81,7 @@ class Checker:
         if m.global_batch % (m.micro_batch * m.dp):
             self.problem(at + ("global_batch",),
                          f"global_batch={m.global_batch} must be a multiple of micro_batch*dp = {m.micro_batch}*{m.dp}",
-                         f"e.g. {m.micro_batch * m.dp * max(1, round(m.global_batch / (m.micro_batch * m.dp)))}")
+                         f"e.g. {m.micro_batch * m.dp * -(-m.global_batch // (m.micro_batch * m.dp))}")
         if m.sequence_parallel and m.tp == 1:
             self.problem(at + ("sequence_parallel",), "sequence parallelism needs tp > 1")
         if m.backend != "megatron" and (m.tp > 1 or m.pp > 1):
