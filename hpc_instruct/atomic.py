@@ -1,0 +1,88 @@
+"""Atomic files and completion markers: a killed job never leaves a half-written file that anyone reads.
+
+Every file others read is written to a temporary name in the same directory and renamed into place (rename is
+atomic on POSIX filesystems, including Lustre/GPFS within one directory). A *marker* next to an output records
+the content hash of the task that produced it; readers trust an output only when its marker matches the id they
+expect, so stale outputs from an older recipe are redone, never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MARKER_SUFFIX = ".done"
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success rename it into place, on failure remove it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory next to `target`; on success it replaces `target` as a whole."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(target: str | os.PathLike, data: Any) -> None:
+    write_text(target, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+
+
+def marker_path(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + MARKER_SUFFIX)
+
+
+def write_marker(output: str | os.PathLike, task_id: str, **facts: Any) -> None:
+    """Declare `output` complete for `task_id` (written after the output itself is in place)."""
+    write_json(marker_path(output), {"id": task_id, **facts})
+
+
+def read_marker(output: str | os.PathLike) -> dict[str, Any] | None:
+    try:
+        return json.loads(marker_path(output).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_done(output: str | os.PathLike, task_id: str) -> bool:
+    """True when `output` exists and its marker names `task_id` (a stale or partial output is not done)."""
+    marker = read_marker(output)
+    return marker is not None and marker.get("id") == task_id and Path(output).exists()
