@@ -16,6 +16,10 @@ EPILOG = """examples:
   hpci validate recipes/doit.yaml
   hpci plan recipes/doit.yaml training.lr=2e-5          # key.path=value overrides
   hpci plan recipes/demo.yaml --format json | jq '.trials[0]'
+  hpci run recipes/demo.yaml                            # the whole study on this machine
+  hpci submit recipes/doit.yaml execution.partition=gpu # Slurm: submits arrays and returns
+  hpci status studies/doit                              # done / running / pending / failed (why) per stage
+  hpci resubmit studies/doit --time-factor 2            # only what failed or is missing
 """
 
 
@@ -51,6 +55,116 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_launch(args: argparse.Namespace):
+    from hpc_instruct.launch.study_files import write_study
+    from hpc_instruct.recipe.study import load_study
+
+    study = load_study(args.recipe, tuple(args.overrides))
+    for w in study.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    ex = study.expand()
+    drift = write_study(study, ex)
+    print(f"study {study.recipe.study.name} -> {study.directory}: {drift.describe()}")
+    return study, ex
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hpc_instruct.launch.local import run_local
+
+    study, ex = _load_for_launch(args)
+    executor = args.executor or study.recipe.execution.executor
+    if executor == "slurm":
+        raise UserError("this recipe runs on Slurm: use `hpci submit`, or `hpci run --executor local` to run it here")
+    parallelism = args.parallelism or study.recipe.execution.local_parallelism
+    report = run_local(study, ex, parallelism=parallelism, debug=executor == "debug", progress=not args.quiet)
+    print(f"ran {report.ran} tasks ({report.skipped_done} already done) in {report.seconds:.0f} s")
+    for line in report.failed:
+        print(f"failed: {line}", file=sys.stderr)
+    for line in report.blocked:
+        print(f"not run: {line}", file=sys.stderr)
+    if not report.failed and not report.blocked:
+        results = study.directory / "results"
+        if (results / "report.html").is_file():
+            print(f"report: {results / 'report.html'}")
+    return 1 if report.failed or report.blocked else 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from hpc_instruct.launch.slurm import SubmitOptions, submit_study
+
+    study, ex = _load_for_launch(args)
+    report = submit_study(study, ex, SubmitOptions(slots_per_trial=args.slots))
+    _print_submission(report)
+    return 0
+
+
+def _print_submission(report) -> None:
+    for s in report.submissions:
+        dep = f" after {s.depends_on}" if s.depends_on else ""
+        print(f"submitted {s.stage}-{s.group}: job {s.job_id}, {len(s.elements)} elements{dep}")
+    print(f"{report.sbatch_calls} array jobs submitted; {report.skipped_done} tasks already done, "
+          f"{report.skipped_active} pending or running (not resubmitted)")
+
+
+def cmd_resubmit(args: argparse.Namespace) -> int:
+    from hpc_instruct.launch.slurm import SubmitOptions, submit_study
+    from hpc_instruct.launch.study_files import load_written
+
+    study = load_written(args.study)
+    report = submit_study(study, study.expand(), SubmitOptions(args.time_factor, args.mem_factor, args.slots))
+    _print_submission(report)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from hpc_instruct.launch.layout import StudyLayout
+    from hpc_instruct.launch.state import status_table, statuses, summary
+    from hpc_instruct.launch.study_files import load_written
+    from hpc_instruct.launch.tasks import build_tasks
+
+    study = load_written(args.study)
+    rows = statuses(StudyLayout(study.directory), build_tasks(study, study.expand()))
+    if args.format == "json":
+        out = {"summary": {k: dict(v) for k, v in summary(rows).items()},
+               "tasks": [asdict(r.task) | {k: v for k, v in asdict(r).items() if k != "task"} for r in rows]}
+        json.dump(out, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(status_table(rows, show_failed=10**9 if args.all else 20))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from hpc_instruct.launch.slurm import cancel_study
+
+    jobs = cancel_study(args.study)
+    print(f"cancelled {len(jobs)} array jobs: {' '.join(jobs)}" if jobs else "nothing pending or running")
+    return 0
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from hpc_instruct.launch.entry import _load, run_tasks
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ids = list(args.task_ids)
+    if args.index is not None or not ids:
+        index = args.index if args.index is not None else int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
+        if index < 0:
+            raise UserError("give task ids, --index N, or run inside a Slurm array (SLURM_ARRAY_TASK_ID)")
+        _, _, tasks = _load(str(args.study))
+        stage_tasks = [t.id for t in tasks.values() if t.stage == args.stage]
+        if index >= len(stage_tasks):
+            raise UserError(f"--index {index}: stage {args.stage} has {len(stage_tasks)} tasks (0..{len(stage_tasks) - 1})")
+        ids = [stage_tasks[index]]
+    run_tasks(str(args.study), args.stage, ids)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpci", description="hpc_instruct: instruction-tuning dynamics studies on HPC clusters. "
@@ -74,6 +188,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretty", action="store_true", help="indent JSON")
     p.add_argument("--eval-tasks", action="store_true", help="list every eval task in the table (long)")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run the whole study on this machine (local or debug executor), with progress",
+                       description="Write the study directory, then run prepare, train, eval and aggregate here. "
+                       "Done tasks are skipped, so re-running after an interruption finishes the rest.")
+    _recipe_args(p)
+    p.add_argument("--executor", choices=("local", "debug"), help="default: the recipe's execution.executor")
+    p.add_argument("--parallelism", type=int, help="ranks at once (default: execution.local_parallelism)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("submit", help="submit the study to Slurm as dependent array jobs and return",
+                       description="One array job per stage and resource shape, chained with Slurm dependencies; "
+                       "the login node need not stay up. Tasks done, pending or running are not submitted again; "
+                       "a changed recipe runs only the affected tasks and the drift is reported.")
+    _recipe_args(p)
+    p.add_argument("--slots", type=int, default=4, help="eval arrays per train array (eval parallelism per trial)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="per stage: done / running / pending / failed (with reason) / never submitted",
+                       description="Reads sacct (squeue without accounting) and the study's completion markers. "
+                       "Failed tasks show the reason (preempted, timeout, out of memory, node failure, error), "
+                       "attempts, the log path and its last lines.")
+    p.add_argument("study", help="study directory")
+    p.add_argument("--all", action="store_true", help="list every failed task")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("resubmit", help="submit only what failed or is missing, optionally with more time/memory")
+    p.add_argument("study", help="study directory")
+    p.add_argument("--time-factor", type=float, default=1.0, help="multiply time limits (e.g. 2 after timeouts)")
+    p.add_argument("--mem-factor", type=float, default=1.0, help="multiply memory (e.g. 1.5 after out-of-memory)")
+    p.add_argument("--slots", type=int, default=4)
+    p.set_defaults(func=cmd_resubmit)
+
+    p = sub.add_parser("cancel", help="scancel every pending or running job of the study")
+    p.add_argument("study", help="study directory")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("task", help="run tasks of one stage (the entry point for plain sbatch --array)",
+                       description="Run tasks by id, or the N-th task of the stage (--index, default "
+                       "$SLURM_ARRAY_TASK_ID). Done tasks are skipped.")
+    p.add_argument("stage", choices=("prepare", "train", "eval", "aggregate"))
+    p.add_argument("study", help="study directory")
+    p.add_argument("task_ids", nargs="*")
+    p.add_argument("--index", type=int)
+    p.set_defaults(func=cmd_task)
     return parser
 
 

@@ -8,12 +8,11 @@ Stages are submitted as one array job per stage and resource shape (never one jo
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
-from hpc_instruct.recipe.expand import EVAL_WEIGHTS_GB_PER_GPU, Expansion
-from hpc_instruct.recipe.hashing import digest
+from hpc_instruct.launch.tasks import EVAL_WEIGHTS_GB_PER_GPU, STAGES, Task, build_tasks, resources
+from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.study import Study
 
 
@@ -25,6 +24,7 @@ class StageJob:
     name: str
     elements: int
     nodes: int
+    tasks_per_node: int
     gpus_per_node: int
     cpus_per_task: int
     mem_gb: float
@@ -33,45 +33,29 @@ class StageJob:
     outputs: str
 
 
-def eval_gpus(num_parameters: int, device: str) -> int:
-    """GPUs one eval task needs: bf16 weights (2 bytes/param) at <= EVAL_WEIGHTS_GB_PER_GPU per GPU."""
-    if device != "cuda":
-        return 0
-    return max(1, math.ceil(2 * num_parameters / 1e9 / EVAL_WEIGHTS_GB_PER_GPU))
+_OUTPUTS = {"prepare": "mixtures/<id>/", "train": "trials/<id>/ (checkpoints, export/epoch-NNN)",
+            "eval": "eval/<trial>/<ckpt>/<set>/part-*.parquet", "aggregate": "results/"}
 
 
 def stage_jobs(study: Study, ex: Expansion) -> list[StageJob]:
-    r, res = study.recipe, study.recipe.execution
-    models = {m.name: m for m in r.models}
-    jobs: list[StageJob] = []
-    mixtures = {digest([t.mixture, t.seed]) for t in ex.trials}
-    jobs.append(StageJob("prepare", "prepare", max(1, len(mixtures)), 1, 0, res.prepare.cpus_per_task,
-                         res.prepare.mem_gb, res.prepare.time_min, f"{len(mixtures)} mixtures: sample, tokenize, pack",
-                         "mixtures/<hash>/"))
-    by_shape: dict[tuple, list] = defaultdict(list)
-    for t in ex.trials:
-        m = models[t.model]
-        by_shape[(t.nodes, t.gpus // t.nodes if t.gpus else 0, m.device)].append(t)
-    for (nodes, gpn, device), trials in sorted(by_shape.items()):
-        names = sorted({t.model for t in trials})
-        ranks = (trials[0].tp * trials[0].pp * trials[0].dp) // nodes
-        cpus = res.train.cpus_per_task * max(1, gpn) if device == "cuda" else max(1, ranks)
-        jobs.append(StageJob("train", f"train-{nodes}n{gpn}g", len(trials), nodes, gpn, cpus, res.train.mem_gb,
-                             res.train.time_min, f"{len(trials)} trials of {', '.join(names)}",
-                             "trials/<id>/checkpoints/"))
-    owners = {t.id: t.model for t in ex.trials} | {b.id: b.model for b in ex.baselines}
-    eval_shape: dict[int, list] = defaultdict(list)
-    for task in ex.eval_tasks:
-        name = owners[task.trial]
-        need = eval_gpus(study.shapes[name].num_parameters, models[name].device)
-        eval_shape[max(need, res.eval.gpus) if need else 0].append(task)
-    for gpus, tasks in sorted(eval_shape.items()):
-        names = sorted({owners[t.trial] for t in tasks})
-        jobs.append(StageJob("eval", f"eval-{gpus}g", len(tasks), 1, gpus, res.eval.cpus_per_task, res.eval.mem_gb,
-                             res.eval.time_min, f"{len(tasks)} shards of {', '.join(names)}",
-                             "eval/<trial>/<ckpt>/<set>/part-<shard>.parquet"))
-    jobs.append(StageJob("aggregate", "aggregate", 1, 1, 0, res.aggregate.cpus_per_task, res.aggregate.mem_gb,
-                         res.aggregate.time_min, "scores, curves, report", "results/"))
+    """One array job per stage and resource group, in stage order (what `hpci submit` sends to Slurm)."""
+    groups: dict[tuple[str, str], list[Task]] = defaultdict(list)
+    for task in build_tasks(study, ex):
+        groups[(task.stage, task.group)].append(task)
+    owner_model = {t.id: t.model for t in ex.trials} | {b.id: b.model for b in ex.baselines}
+    jobs = []
+    for (stage, group), tasks in sorted(groups.items(), key=lambda kv: (STAGES.index(kv[0][0]), kv[0][1])):
+        r = resources(study, stage, group)
+        if stage == "train":
+            covers = f"{len(tasks)} trials of " + ", ".join(sorted({owner_model[t.id] for t in tasks}))
+        elif stage == "eval":
+            covers = f"{len(tasks)} shards of " + ", ".join(sorted({owner_model[t.label.split('/')[0]] for t in tasks}))
+        elif stage == "prepare":
+            covers = f"{len(tasks)} mixtures: sample, tokenize, pack"
+        else:
+            covers = "scores, curves, report"
+        jobs.append(StageJob(stage, f"{stage}-{group}", len(tasks), r.nodes, r.tasks_per_node, r.gpus_per_node,
+                             r.cpus_per_task, r.mem_gb, r.time_min, covers, _OUTPUTS[stage]))
     return jobs
 
 
@@ -132,8 +116,9 @@ def plan_table(study: Study, ex: Expansion, every_eval_task: bool = False) -> st
     evals = Counter(t.trial for t in ex.eval_tasks)
     out = [f"study {study.recipe.study.name} -> {study.directory}",
            f"data: {study.facts.source} [{study.facts.fingerprint}]", ""]
-    out += _table(["stage", "array job", "elements", "nodes", "gpus/node", "cpus", "mem GB", "time", "covers", "outputs"],
-                  [[j.stage, j.name, j.elements, j.nodes, j.gpus_per_node, j.cpus_per_task, f"{j.mem_gb:g}",
+    out += _table(["stage", "array job", "elements", "nodes", "ranks/node", "gpus/node", "cpus/rank", "mem GB/node",
+                   "time", "covers", "outputs"],
+                  [[j.stage, j.name, j.elements, j.nodes, j.tasks_per_node, j.gpus_per_node, j.cpus_per_task, f"{j.mem_gb:g}",
                     _hm(j.time_min), j.covers, j.outputs] for j in jobs])
     out.append("")
     rows = [[t.id, " = ".join((t.label,) + t.also), t.size, t.source, t.total_samples, t.seed, t.nodes, t.gpus, f"{t.tp}/{t.pp}/{t.dp}",

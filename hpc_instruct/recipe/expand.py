@@ -19,8 +19,6 @@ from hpc_instruct.recipe.hashing import EVAL_CODE_VERSION, TRAIN_CODE_VERSION, d
 from hpc_instruct.recipe.schema import EvalConfig, ModelConfig, Recipe
 from hpc_instruct.train.presets import ModelShape
 
-EVAL_WEIGHTS_GB_PER_GPU = 40.0  # planning: bf16 weights that one eval GPU holds with room for the KV cache
-
 
 @dataclass(frozen=True)
 class Trial:

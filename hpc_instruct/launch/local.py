@@ -1,0 +1,148 @@
+"""The local executor (the embedded default) and the debug executor: the stage graph on this machine.
+
+local: each task in its own process (torchrun for multi-rank trials), at most `parallelism` ranks at once,
+       one log file per task under logs/local/, progress bars per stage. A failed task is recorded with its
+       error and log; tasks that need its output are skipped and reported; a re-run redoes only what is missing.
+debug: everything in this process, one task after another, so breakpoints and pdb work.
+Both produce the same study directory as the Slurm executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hpc_instruct.launch.entry import run_tasks
+from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.launch.state import Submission, clear_local_failure, record_local_failure, record_submission
+from hpc_instruct.launch.tasks import STAGES, Task, build_tasks
+from hpc_instruct.recipe.expand import Expansion
+from hpc_instruct.recipe.study import Study
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalReport:
+    ran: int
+    skipped_done: int
+    failed: list[str]
+    blocked: list[str]
+    seconds: float
+
+
+def ranks_of(task: Task, ex: Expansion) -> int:
+    if task.stage != "train":
+        return 1
+    t = next(t for t in ex.trials if t.id == task.id)
+    return t.tp * t.pp * t.dp
+
+
+def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = False, progress: bool = True,
+              stages: tuple[str, ...] = STAGES) -> LocalReport:
+    layout = StudyLayout(study.directory.resolve())
+    tasks = build_tasks(study, ex)
+    start = time.time()
+    ran, skipped, failed, blocked = 0, 0, [], []
+    bad: set[str] = set()  # ids that failed or were blocked: their dependents cannot run
+    for stage in stages:
+        todo = [t for t in tasks if t.stage == stage]
+        done = [t for t in todo if t.done(layout)]
+        skipped += len(done)
+        todo = [t for t in todo if t not in done]
+        runnable = []
+        for t in todo:
+            if t.after in bad:
+                blocked.append(f"{t.stage} {t.id} ({t.label}): waits for {t.after}, which did not finish")
+                bad.add(t.id)
+            else:
+                runnable.append(t)
+        # Test-on-selected shards need every valid shard of their trial first: run them last.
+        runnable.sort(key=lambda t: "/selected/" in t.label)
+        if not runnable:
+            continue
+        record_submission(layout, Submission(stage, "local", f"local-{int(start)}", [[t.id] for t in runnable],
+                                             "debug" if debug else "local", str(layout.logs / "local" / stage)))
+        bar = tqdm(total=len(runnable), desc=f"{stage:<9}", unit="task", disable=not progress, leave=True)
+        if debug:
+            for t in runnable:
+                _run_debug(layout, t, bad, failed)
+                bar.update(1)
+        else:
+            _run_pool(layout, ex, runnable, parallelism, bad, failed, bar)
+        bar.close()
+        ran += len(runnable)
+    return LocalReport(ran, skipped, failed, blocked, time.time() - start)
+
+
+def _run_debug(layout: StudyLayout, t: Task, bad: set[str], failed: list[str]) -> None:
+    try:
+        run_tasks(str(layout.root), t.stage, [t.id])
+        clear_local_failure(layout, t)
+    except Exception as exc:  # noqa: BLE001 - a task failure is recorded, the study goes on
+        log.exception("%s %s failed", t.stage, t.id)
+        record_local_failure(layout, t, f"{type(exc).__name__}: {exc}", "(debug executor: see the console)")
+        failed.append(f"{t.stage} {t.id} ({t.label}): {type(exc).__name__}: {exc}")
+        bad.add(t.id)
+
+
+def _command(layout: StudyLayout, t: Task, ranks: int) -> list[str]:
+    entry = ["-m", "hpc_instruct.launch.entry", t.stage, str(layout.root), t.id]
+    if ranks > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
+    return [sys.executable, *entry]
+
+
+def _run_pool(layout: StudyLayout, ex: Expansion, tasks: list[Task], parallelism: int, bad: set[str],
+              failed: list[str], bar) -> None:
+    """Run tasks as subprocesses, keeping at most `parallelism` ranks busy (a wider task runs alone)."""
+    queue = list(tasks)
+    running: list[tuple[Task, subprocess.Popen, Path, int]] = []
+    cores = os.cpu_count() or 1
+    while queue or running:
+        busy = sum(r for *_, r in running)
+        while queue:
+            need = min(ranks_of(queue[0], ex), max(parallelism, 1))
+            if running and busy + need > parallelism:
+                break
+            t = queue.pop(0)
+            ranks = ranks_of(t, ex)
+            log_path = layout.logs / "local" / t.stage / f"{t.id}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            threads = max(1, cores // max(parallelism, ranks))
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HPCI_THREADS": str(threads),
+                   "PYTHONUNBUFFERED": "1"}
+            with open(log_path, "w") as fh:
+                proc = subprocess.Popen(_command(layout, t, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
+            running.append((t, proc, log_path, need))
+            busy += need
+        time.sleep(0.05)
+        for item in list(running):
+            t, proc, log_path, _ = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            bar.update(1)
+            if proc.returncode == 0 and t.done(layout):
+                clear_local_failure(layout, t)
+                continue
+            reason = f"exit code {proc.returncode}" if proc.returncode else "finished without writing its output"
+            last = _last_error_line(log_path)
+            record_local_failure(layout, t, f"{reason}: {last}" if last else reason, str(log_path))
+            failed.append(f"{t.stage} {t.id} ({t.label}): {reason}; log {log_path}")
+            bad.add(t.id)
+
+
+def _last_error_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()] if path.is_file() else []
+    for line in reversed(lines):
+        if "Error" in line or "error" in line:
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else ""

@@ -1,0 +1,159 @@
+"""What the launcher knows about a study: its submissions (append-only log) and every task's status.
+
+A task's status comes, in this order, from its output marker (done), from Slurm (sacct, else squeue) for the
+latest submission that contains it (pending, running, failed with a reason), from the local executor's record
+(failed with the error), or it was never submitted. A task whose job COMPLETED without a marked output is
+failed, never done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hpc_instruct.atomic import write_json
+from hpc_instruct.launch import slurm_query
+from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.launch.tasks import STAGES, Task
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One array job: which task ids its elements run (element i runs `elements[i]`, a list of task ids)."""
+
+    stage: str
+    group: str
+    job_id: str
+    elements: list[list[str]]
+    executor: str
+    log_dir: str
+    time: float = field(default_factory=time.time)
+    snapshot: str = ""
+    depends_on: str = ""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    task: Task
+    status: str  # done | running | pending | failed | never submitted
+    reason: str = ""
+    job: str = ""
+    attempts: int = 0
+    log: str = ""
+    log_tail: str = ""
+
+
+def record_submission(layout: StudyLayout, sub: Submission) -> None:
+    layout.state.mkdir(parents=True, exist_ok=True)
+    with open(layout.state / "submissions.jsonl", "a", encoding="utf-8") as f:  # append: one line per array job
+        f.write(json.dumps(asdict(sub)) + "\n")
+
+
+def submissions(layout: StudyLayout) -> list[Submission]:
+    path = layout.state / "submissions.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            out.append(Submission(**json.loads(line)))
+    return out
+
+
+def record_local_failure(layout: StudyLayout, task: Task, error: str, log: str) -> None:
+    write_json(layout.state / "local" / f"{task.id}.json", {"error": error, "log": log, "time": time.time()})
+
+
+def clear_local_failure(layout: StudyLayout, task: Task) -> None:
+    (layout.state / "local" / f"{task.id}.json").unlink(missing_ok=True)
+
+
+def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
+    """Status of every task (one sacct call for all array jobs of the study)."""
+    latest: dict[str, tuple[Submission, int]] = {}
+    for sub in submissions(layout):
+        for index, ids in enumerate(sub.elements):
+            for tid in ids:
+                latest[tid] = (sub, index)
+    slurm_jobs = sorted({s.job_id for s, _ in latest.values() if s.executor == "slurm"})
+    states = slurm_query.query(slurm_jobs) if slurm_jobs and slurm_query.available() else {}
+    out = []
+    for task in tasks:
+        if task.done(layout):
+            sub_index = latest.get(task.id)
+            attempts = states[f"{sub_index[0].job_id}_{sub_index[1]}"].attempts if sub_index and \
+                f"{sub_index[0].job_id}_{sub_index[1]}" in states else 0
+            out.append(TaskStatus(task, "done", attempts=attempts))
+            continue
+        local = layout.state / "local" / f"{task.id}.json"
+        if task.id not in latest:
+            if local.is_file():
+                info = json.loads(local.read_text())
+                out.append(TaskStatus(task, "failed", info["error"], log=info["log"], log_tail=_tail(Path(info["log"]))))
+            else:
+                out.append(TaskStatus(task, "never submitted"))
+            continue
+        sub, index = latest[task.id]
+        job = f"{sub.job_id}_{index}" if sub.executor == "slurm" else sub.job_id
+        log = _find_log(Path(sub.log_dir), sub.job_id, index)
+        if sub.executor != "slurm":
+            if local.is_file():
+                info = json.loads(local.read_text())
+                out.append(TaskStatus(task, "failed", info["error"], job, log=info["log"], log_tail=_tail(Path(info["log"]))))
+            else:
+                out.append(TaskStatus(task, "failed", "interrupted (no output, no error recorded)", job))
+            continue
+        state = states.get(job)
+        if state is None:
+            out.append(TaskStatus(task, "failed", "unknown to Slurm (no accounting record)", job, log=str(log or "")))
+        elif state.phase in ("pending", "running"):
+            out.append(TaskStatus(task, state.phase, state.reason if state.phase == "pending" else state.nodes, job,
+                                  state.attempts))
+        elif state.phase == "finished":
+            out.append(TaskStatus(task, "failed", "job completed without writing its output", job, state.attempts,
+                                  str(log or ""), _tail(log)))
+        else:
+            reason = state.failure + (f" (exit {state.exit_code})" if state.failure == "error" else "")
+            out.append(TaskStatus(task, "failed", reason, job, state.attempts, str(log or ""), _tail(log)))
+    return out
+
+
+def _find_log(log_dir: Path, job_id: str, index: int) -> Path | None:
+    for pattern in (f"{job_id}_{index}_0_log.err", f"{job_id}_{index}_*_log.err", f"*{job_id}*{index}*.err"):
+        hits = sorted(log_dir.glob(pattern)) if log_dir.is_dir() else []
+        if hits:
+            return hits[0]
+    return None
+
+
+def _tail(path: Path | None, lines: int = 5) -> str:
+    if path is None or not Path(path).is_file():
+        return ""
+    text = Path(path).read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def summary(rows: list[TaskStatus]) -> dict[str, Counter]:
+    by_stage: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        by_stage[r.task.stage][r.status] += 1
+    return {s: by_stage[s] for s in STAGES if s in by_stage}
+
+
+def status_table(rows: list[TaskStatus], show_failed: int = 20) -> str:
+    cols = ("done", "running", "pending", "failed", "never submitted")
+    lines = [f"{'stage':<10}" + "".join(f"{c:>17}" for c in cols) + f"{'total':>8}"]
+    for stage, counts in summary(rows).items():
+        lines.append(f"{stage:<10}" + "".join(f"{counts.get(c, 0):>17}" for c in cols) + f"{sum(counts.values()):>8}")
+    failed = [r for r in rows if r.status == "failed"]
+    for r in failed[:show_failed]:
+        lines.append(f"failed {r.task.stage} {r.task.id} ({r.task.label}): {r.reason}"
+                     + (f" [job {r.job}, attempts {r.attempts}]" if r.job else "") + (f"\n  log: {r.log}" if r.log else ""))
+        if r.log_tail:
+            lines += ["    | " + line for line in r.log_tail.splitlines()]
+    if len(failed) > show_failed:
+        lines.append(f"... and {len(failed) - show_failed} more failed tasks (hpci status --all)")
+    return "\n".join(lines)
