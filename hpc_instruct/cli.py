@@ -47,6 +47,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     study = load_study(args.recipe, tuple(args.overrides))
     ex = study.expand(with_eval=True)
+    if args.write:
+        from hpc_instruct.launch.study_files import write_study
+
+        print(f"wrote {study.directory}/study.yaml and plan.json: {write_study(study, ex).describe()}", file=sys.stderr)
     if args.format == "json":
         json.dump(plan_dict(study, ex), sys.stdout, indent=1 if args.pretty else None, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -187,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--pretty", action="store_true", help="indent JSON")
     p.add_argument("--eval-tasks", action="store_true", help="list every eval task in the table (long)")
+    p.add_argument("--write", action="store_true",
+                   help="also write <study>/study.yaml and plan.json (for the plain sbatch templates in slurm/)")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="run the whole study on this machine (local or debug executor), with progress",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from types import FrameType
 
 WARNING_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
@@ -42,7 +43,17 @@ class PreemptionGuard:
         self._previous.clear()
 
     def hand_over(self) -> None:
-        """After saving: give the signal to whoever handled it before us (submitit requeues; default exits)."""
+        """After saving: give the signal to whoever handled it before us (submitit requeues; default exits).
+
+        Under a plain sbatch template (HPCI_REQUEUE=1, no submitit handler) the array element requeues itself.
+        """
         sig = self.received or signal.SIGUSR2
+        previous = self._previous.get(sig)
         self.restore()
+        if previous in (signal.SIG_DFL, None) and os.environ.get("HPCI_REQUEUE") == "1" and "SLURM_JOB_ID" in os.environ:
+            job = os.environ["SLURM_JOB_ID"]
+            if "SLURM_ARRAY_JOB_ID" in os.environ:
+                job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            if int(os.environ.get("SLURM_PROCID", "0")) == 0:
+                subprocess.run(["scontrol", "requeue", job], check=False)
         os.kill(os.getpid(), sig)

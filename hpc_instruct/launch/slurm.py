@@ -71,7 +71,9 @@ class _Submitter:
         ex_cfg = self.study.recipe.execution
         folder = self.layout.logs / f"{stage}-{group}"
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
-        extra = {"kill-on-invalid-dep": "yes"}
+        # Start in the study directory: a job started in the checkout would import it (cwd is first on sys.path)
+        # instead of the code snapshot.
+        extra = {"kill-on-invalid-dep": "yes", "chdir": str(self.layout.root)}
         if ex_cfg.account:
             extra["account"] = ex_cfg.account
         params = dict(

@@ -1,0 +1,51 @@
+"""Code snapshot at submit time, and the preemption guard's save-then-hand-over protocol."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from hpc_instruct.launch.preemption import PreemptionGuard
+from hpc_instruct.launch.snapshot import code_hash, snapshot
+
+
+def test_snapshot_is_content_addressed_and_wins_on_pythonpath(tmp_path):
+    pkg = tmp_path / "src" / "hpc_instruct"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("MARK = 'snapshot-one'\n__version__ = '0'\n")
+    first = snapshot(tmp_path / "state", pkg)
+    assert snapshot(tmp_path / "state", pkg) == first  # unchanged code: same snapshot
+    (pkg / "__init__.py").write_text("MARK = 'snapshot-two'\n__version__ = '0'\n")  # the checkout moves on
+    assert code_hash(pkg) != first.name
+    env = {**os.environ, "PYTHONPATH": str(first)}
+    # Jobs start in the study directory (sbatch --chdir), so the checkout is not on sys.path via the cwd.
+    out = subprocess.run([sys.executable, "-c", "import hpc_instruct; print(hpc_instruct.MARK)"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "snapshot-one"  # the job runs the submitted code, not the editable install
+
+
+def test_real_package_snapshot(tmp_path):
+    target = snapshot(tmp_path)
+    assert (target / "hpc_instruct" / "cli.py").is_file()
+    assert not list(target.rglob("__pycache__"))
+
+
+def test_guard_defers_the_signal_until_hand_over():
+    seen = []
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: seen.append(s))
+    try:
+        with PreemptionGuard() as guard:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert guard.requested and not seen  # the task keeps going to a safe point
+            guard.hand_over()  # ... saves, then the previous handler (submitit's) gets the signal
+        assert seen == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_snapshot_path_is_recorded_in_template_setup():
+    text = (Path(__file__).resolve().parents[2] / "hpc_instruct" / "launch" / "slurm.py").read_text()
+    assert "PYTHONPATH" in text
