@@ -151,8 +151,8 @@ def take(amount: Any, pool: int) -> int:
     """How many samples a request takes from a pool of `pool` (validation already refused overdraws without cap)."""
     if amount == "all":
         return pool
-    if isinstance(amount, dict):
-        return min(pool, max(1, math.floor(amount["fraction"] * pool)))
+    if isinstance(amount, dict):  # floor, as hpc_instruct.data.mixtures.count_of (0.29 * 100 -> 29)
+        return min(pool, math.floor(amount["fraction"] * pool + 1e-9))
     return min(int(amount), pool)
 
 

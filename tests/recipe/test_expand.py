@@ -87,7 +87,7 @@ def test_min_steps_and_packing(write_recipe):
 
 def test_take_units():
     assert take(4, 10) == 4 and take("all", 10) == 10 and take({"fraction": 0.25}, 10) == 2
-    assert take({"fraction": 0.01}, 10) == 1 and take(40, 10) == 10
+    assert take({"fraction": 0.01}, 10) == 0 and take({"fraction": 0.29}, 100) == 29 and take(40, 10) == 10
 
 
 def test_shards_cover_each_set_exactly_once(write_recipe):

@@ -1,0 +1,72 @@
+"""torch.distributed rendezvous from whoever started us: torchrun, Slurm (srun / submitit), or nobody.
+
+torchrun sets RANK/WORLD_SIZE/MASTER_ADDR itself. Under Slurm every rank is a task of one job step: rank and
+world come from SLURM_PROCID/SLURM_NTASKS, the master is the first host of the allocation (submitit's
+JobEnvironment parses the node list), and the port is derived from the job id so concurrent array elements
+sharing a node do not collide. NCCL on GPUs, gloo without.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _first_host(nodelist: str) -> str:
+    try:
+        import submitit
+
+        return submitit.JobEnvironment().hostnames[0]
+    except Exception:  # noqa: BLE001 - not inside a submitit job: ask Slurm, else take the list as given
+        try:
+            out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                                 timeout=30).stdout.split()
+            return out[0] if out else nodelist
+        except OSError:
+            return nodelist.split(",")[0]
+
+
+def detect() -> DistEnv:
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:  # torchrun / torch.distributed.run
+        return DistEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
+                       env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)))
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        job = int(env.get("SLURM_JOB_ID", "0"))
+        return DistEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)),
+                       _first_host(env.get("SLURM_JOB_NODELIST", "127.0.0.1")), 15000 + job % 20000)
+    return DistEnv(0, 1, 0, "127.0.0.1", 29500)
+
+
+def init(backend: str | None = None, timeout_s: int = 600) -> DistEnv:
+    """Initialise the default process group (also for world size 1, so code paths stay the same)."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    d = detect()
+    if dist.is_initialized():
+        return d
+    os.environ.update({"MASTER_ADDR": d.master_addr, "MASTER_PORT": str(d.master_port), "RANK": str(d.rank),
+                       "WORLD_SIZE": str(d.world_size), "LOCAL_RANK": str(d.local_rank)})
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(d.local_rank)
+    dist.init_process_group(backend, rank=d.rank, world_size=d.world_size,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+    return d

@@ -1,0 +1,271 @@
+"""Process groups and one optimizer step for the Megatron backend: DDP x TP x PP, gloo on CPU, NCCL on GPUs.
+
+`initialize` starts torch.distributed (rendezvous from torchrun or Slurm, via `hpc_instruct.launch.distributed`)
+and megatron's model-parallel groups, and seeds every RNG. `Trainer` wraps the model chunks
+in megatron's DistributedDataParallel with `get_megatron_optimizer` (megatron's DDP keeps gradients in its own
+buffers, so a plain torch optimizer would silently not train) and runs `train_step` / `eval_loss` through
+`get_forward_backward_func()`, which picks the no-pipelining, 1F1B or interleaved schedule from the layout.
+
+A step takes a list of micro-batches (this DP rank's share of the global batch); a micro-batch is what
+`hpc_instruct.data.packing.collate_packed` gives: [micro_batch, seq] tensors `input_ids`, `labels` (aligned
+with `input_ids`, -100 = no loss; shifted here, as HF models do internally) and optionally `segment_ids`
+(packed rows, negative = padding), on any device (moved to the compute device here). Every rank of a TP/PP
+group passes the same micro-batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from megatron.core import parallel_state, tensor_parallel
+from megatron.core.distributed import (
+    DistributedDataParallel,
+    DistributedDataParallelConfig,
+    finalize_model_grads,
+)
+from megatron.core.models.gpt import GPTModel
+from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.transformer.module import Float16Module
+
+from hpc_instruct.launch import distributed
+from hpc_instruct.train.megatron import cpu_compat
+from hpc_instruct.train.megatron.model import ParallelLayout, packed_attention_mask, packed_position_ids
+
+MicroBatch = dict[str, torch.Tensor]
+IGNORE_INDEX = -100  # label of tokens without loss (HF convention)
+
+
+def initialize(layout: ParallelLayout, seed: int, timeout_minutes: int = 30) -> None:
+    """Start torch.distributed (if needed) and megatron's TP/PP/DP groups for `layout`; seed all RNGs.
+
+    The rendezvous comes from `hpc_instruct.launch.distributed` (torchrun's variables, or Slurm's under
+    srun/submitit); NCCL with CUDA, gloo (plus `cpu_compat`) without. Call `teardown(keep_process_group=True)`
+    before initializing another layout in the same processes.
+    """
+    cpu_compat.install()
+    distributed.init(timeout_s=timeout_minutes * 60)
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=layout.tensor,
+        pipeline_model_parallel_size=layout.pipeline,
+        virtual_pipeline_model_parallel_size=layout.virtual_pipeline,
+        distributed_timeout_minutes=timeout_minutes,
+    )
+    seed_everything(seed)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and, through megatron's tracker, the TP-rank-specific dropout streams)."""
+    torch.manual_seed(seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def teardown(keep_process_group: bool = False) -> None:
+    """Destroy megatron's groups and (unless kept, to re-`initialize` another layout) the process group.
+
+    Destroying the process group before exit avoids intermittent gloo/NCCL aborts at interpreter shutdown.
+    """
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if torch.distributed.is_initialized() and not keep_process_group:
+        torch.distributed.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """AdamW settings; the learning-rate schedule is the training loop's (set `param_groups[i]["lr"]`)."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    distributed_optimizer: bool = False  # shard optimizer state over DP (ZeRO-1)
+
+
+def unwrap(module: torch.nn.Module) -> GPTModel:
+    """The GPTModel inside DDP / Float16Module wrappers."""
+    while not isinstance(module, GPTModel):
+        module = module.module
+    return module
+
+
+class Trainer:
+    """Megatron DDP + optimizer around this rank's model chunks, and the step functions over them."""
+
+    def __init__(self, chunks: list[GPTModel], settings: OptimizerSettings) -> None:
+        config = chunks[0].config
+        ddp_config = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True,
+            use_distributed_optimizer=settings.distributed_optimizer,
+        )
+        wrapped: list[torch.nn.Module] = [Float16Module(config, c) if config.bf16 else c for c in chunks]
+        self.model = [
+            # Only the first chunk gets bucketed reduce (megatron-LM's choice for interleaved schedules).
+            DistributedDataParallel(config=config, ddp_config=ddp_config, module=m, disable_bucketing=i > 0)
+            for i, m in enumerate(wrapped)
+        ]
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(
+                optimizer="adam",
+                lr=settings.lr,
+                weight_decay=settings.weight_decay,
+                adam_beta1=settings.adam_beta1,
+                adam_beta2=settings.adam_beta2,
+                adam_eps=settings.adam_eps,
+                clip_grad=settings.clip_grad,
+                bf16=config.bf16,
+                params_dtype=config.params_dtype,
+                use_distributed_optimizer=settings.distributed_optimizer,
+            ),
+            self.model,
+        )
+        # The schedules call these hooks: skip DP grad sync until the last micro-batch, then reduce DP grads,
+        # TP-replicated (sequence-parallel norm) grads and tied embeddings, and divide by the token count.
+        config.no_sync_func = (
+            [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
+        )
+        config.finalize_model_grads_func = finalize_model_grads
+        config.grad_scale_func = self.optimizer.scale_loss
+        self.config = config
+
+    @property
+    def chunks(self) -> list[GPTModel]:
+        return [unwrap(m) for m in self.model]
+
+    def train_step(self, micro_batches: list[MicroBatch]) -> tuple[float, float]:
+        """Forward, backward and one optimizer step over the micro-batches of one global batch (this DP rank's).
+
+        Returns (mean loss per target token over the whole global batch, gradient norm); the same on all
+        ranks.
+        """
+        for m in self.model:
+            m.train()
+            m.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        stats = self._run(micro_batches, forward_only=False)
+        _, grad_norm, _ = self.optimizer.step()
+        return self._mean_loss(stats), float(grad_norm or 0.0)
+
+    @torch.no_grad()
+    def eval_loss(self, micro_batches: list[MicroBatch]) -> float:
+        """Mean loss per target token over the micro-batches (all DP ranks together), no update."""
+        for m in self.model:
+            m.eval()
+        return self._mean_loss(self._run(micro_batches, forward_only=True))
+
+    def _run(self, micro_batches: list[MicroBatch], forward_only: bool) -> list[dict[str, torch.Tensor]]:
+        micro, seq = micro_batches[0]["input_ids"].shape
+        iterators: list[Iterator[MicroBatch]] = [iter(micro_batches) for _ in self.model]
+        return get_forward_backward_func()(
+            forward_step_func=_forward_step,
+            data_iterator=iterators if len(iterators) > 1 else iterators[0],
+            model=self.model if len(self.model) > 1 else self.model[0],
+            num_microbatches=len(micro_batches),
+            seq_length=seq,
+            micro_batch_size=micro,
+            forward_only=forward_only,
+        )
+
+    @staticmethod
+    def _mean_loss(stats: list[dict[str, torch.Tensor]]) -> float:
+        """Sum (loss, tokens) over micro-batches on the last stage, then over DP and PP: same value everywhere."""
+        total = torch.zeros(2, dtype=torch.float64, device=_device())
+        for s in stats:
+            total += s["lm loss"].double()
+        torch.distributed.all_reduce(total, group=parallel_state.get_data_parallel_group())
+        torch.distributed.all_reduce(total, group=parallel_state.get_pipeline_model_parallel_group())
+        return float(total[0] / total[1].clamp(min=1))
+
+
+@torch.no_grad()
+def forward_logits(
+    model: list[torch.nn.Module], micro_batches: list[MicroBatch]
+) -> list[torch.Tensor] | None:
+    """Full-vocabulary logits [micro_batch, seq, padded vocab] per micro-batch, through the pipeline.
+
+    Collective over the model-parallel group; returns the logits on last-stage ranks and None elsewhere.
+    Works on bare chunks or on `Trainer.model`.
+    """
+    for m in model:
+        m.eval()
+    micro, seq = micro_batches[0]["input_ids"].shape
+
+    def step(data_iterator: Iterator[MicroBatch], chunk: torch.nn.Module) -> tuple[torch.Tensor, Any]:
+        return chunk(**model_inputs(_to_device(next(data_iterator)))), _gather_logits
+
+    iterators = [iter(micro_batches) for _ in model]
+    outputs = get_forward_backward_func()(
+        forward_step_func=step,
+        data_iterator=iterators if len(model) > 1 else iterators[0],
+        model=model if len(model) > 1 else model[0],
+        num_microbatches=len(micro_batches),
+        seq_length=seq,
+        micro_batch_size=micro,
+        forward_only=True,
+        collect_non_loss_data=True,
+    )
+    return list(outputs) if parallel_state.is_pipeline_last_stage() else None
+
+
+def _gather_logits(logits: torch.Tensor, non_loss_data: bool = True) -> torch.Tensor:
+    """The schedules' "loss function" for forward_logits: the TP ranks' vocabulary slices, concatenated."""
+    return tensor_parallel.gather_from_tensor_model_parallel_region(logits)
+
+
+def _device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
+
+
+def _to_device(batch: MicroBatch) -> MicroBatch:
+    device = _device()
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def model_inputs(batch: MicroBatch) -> dict[str, Any]:
+    """GPTModel keyword arguments for a micro-batch (packed rows get the block-diagonal causal mask)."""
+    segments = batch.get("segment_ids")
+    if segments is None:
+        return {"input_ids": batch["input_ids"], "position_ids": None, "attention_mask": None}
+    positions = batch.get("position_ids")
+    return {
+        "input_ids": batch["input_ids"],
+        "position_ids": packed_position_ids(segments) if positions is None else positions,
+        "attention_mask": packed_attention_mask(segments),
+    }
+
+
+def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next-token targets, loss mask) from labels aligned with the inputs: position t predicts label t+1.
+
+    Targets without loss are set to 0 (any valid id) for megatron's vocab-parallel cross entropy.
+    """
+    target = torch.full_like(labels, IGNORE_INDEX)
+    target[:, :-1] = labels[:, 1:]
+    mask = target != IGNORE_INDEX
+    return target.masked_fill(~mask, 0), mask.float()
+
+
+def _forward_step(data_iterator: Iterator[MicroBatch], model: torch.nn.Module) -> tuple[torch.Tensor, Any]:
+    batch = _to_device(next(data_iterator))
+    target, loss_mask = shifted_targets(batch["labels"])
+    output = model(**model_inputs(batch), labels=target)
+    return output, partial(_loss, loss_mask)
+
+
+def _loss(loss_mask: torch.Tensor, per_token: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Summed loss over target tokens and their count; the schedules divide by the global count."""
+    mask = loss_mask.to(per_token.device)
+    loss = (per_token.float() * mask).sum()
+    count = mask.sum().to(torch.int)
+    # The schedules scale `loss` in place: log a detached clone.
+    return loss, count, {"lm loss": torch.stack([loss.detach().clone(), mask.sum()])}
