@@ -92,7 +92,7 @@ def build_tasks(study: Study, ex: Expansion) -> list[Task]:
         mid = mixture_id(study, t)
         if mid not in seen:
             seen.add(mid)
-            tasks.append(Task("prepare", mid, "cpu", _rel(layout.mixture(mid) / "manifest.json"),
+            tasks.append(Task("prepare", mid, "cpu", _rel(layout.mixture(mid) / "prepared.json"),
                               label=f"mixture of {t.label}"))
     owners = {t.id: t.model for t in ex.trials} | {b.id: b.model for b in ex.baselines}
     for t in ex.trials:

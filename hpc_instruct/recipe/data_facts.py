@@ -18,6 +18,7 @@ DOIT_SYNTHETIC_POOL = 40960  # synthetic/40960/general_instruction_gpt4_41k.json
 DOIT_EVAL_ITEMS = 100  # per ability and split (inferred)
 GENERATOR_VERSION = "demo-1"  # bump when hpc_instruct.data.demo changes what it writes
 DEMO_MEAN_TOKENS = 48
+DEMO_OOD_ITEMS = 40  # hpc_instruct.data.demo writes 40 items per out-of-domain set
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def gather(cfg: DataConfig, out_of_domain: tuple[str, ...], study_dir: Path) -> 
         return DataFacts(
             pool_sizes={a: g.pool_size for a in abilities},
             synthetic_size=g.synthetic_size,
-            eval_sizes={f"{a}/{s}": DOIT_EVAL_ITEMS for a in abilities for s in ("valid", "test")},
+            eval_sizes={f"{a}/{s}": DOIT_EVAL_ITEMS for a in abilities for s in ("valid", "test")}
+            | {f"{o}/test": DEMO_OOD_ITEMS for o in out_of_domain},
             mean_tokens=tokens,
             fingerprint=f"generated:{GENERATOR_VERSION}:seed={g.seed}:pool={g.pool_size}:syn={g.synthetic_size}",
             source=f"generated into {study_dir / 'data'} (seed {g.seed}, {g.pool_size} per ability)",
