@@ -1,0 +1,60 @@
+"""Model-free scoring of evaluation items: one scorer per DoIT format, perplexity ranking, sandboxed code.
+
+Pure Python and stdlib only, so results can be rescored on a login node from stored predictions. Modules:
+`normalize` (full-width and CJK text), `letters` (MC and multi-select), `true_false`, `cloze`, `math_answer`
+(answer extraction), `math_equiv` (MATH-style equivalence), `perplexity` (candidate perplexity, rank3 rule),
+`scorers` (the `Score` result, chance values, `score` dispatch), `sandbox` (+ `sandbox_launcher`, which runs
+inside it) and `pass_at_k` (executed tests).
+"""
+
+from hpc_instruct.evaluate.scoring.letters import DOIT, LENIENT, MODES
+from hpc_instruct.evaluate.scoring.math_equiv import is_equivalent, normalize_math
+from hpc_instruct.evaluate.scoring.pass_at_k import CodeScore, pass_at_k, score_code_samples
+from hpc_instruct.evaluate.scoring.perplexity import perplexity, rank_reference_first
+from hpc_instruct.evaluate.scoring.sandbox import (
+    SandboxConfig,
+    SandboxResult,
+    SandboxUnavailable,
+    namespaces_available,
+    run_python,
+)
+from hpc_instruct.evaluate.scoring.scorers import (
+    SCORER_VERSION,
+    Score,
+    chance,
+    score,
+    score_cloze,
+    score_math,
+    score_mc,
+    score_multi_select,
+    score_rank3,
+    score_true_false,
+)
+
+__all__ = [
+    "DOIT",
+    "LENIENT",
+    "MODES",
+    "SCORER_VERSION",
+    "CodeScore",
+    "SandboxConfig",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "Score",
+    "chance",
+    "is_equivalent",
+    "namespaces_available",
+    "normalize_math",
+    "pass_at_k",
+    "perplexity",
+    "rank_reference_first",
+    "run_python",
+    "score",
+    "score_cloze",
+    "score_code_samples",
+    "score_math",
+    "score_mc",
+    "score_multi_select",
+    "score_rank3",
+    "score_true_false",
+]
