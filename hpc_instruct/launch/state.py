@@ -84,8 +84,8 @@ def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
     for task in tasks:
         if task.done(layout):
             sub_index = latest.get(task.id)
-            attempts = states[f"{sub_index[0].job_id}_{sub_index[1]}"].attempts if sub_index and \
-                f"{sub_index[0].job_id}_{sub_index[1]}" in states else 0
+            key = f"{sub_index[0].job_id}_{sub_index[1]}" if sub_index else ""
+            attempts = states[key].attempts if key in states else 0
             out.append(TaskStatus(task, "done", attempts=attempts))
             continue
         local = layout.state / "local" / f"{task.id}.json"
@@ -106,7 +106,7 @@ def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
             else:
                 out.append(TaskStatus(task, "failed", "interrupted (no output, no error recorded)", job))
             continue
-        state = states.get(job)
+        state = states.get(job) or (states.get(sub.job_id) if index == 0 else None)  # a 1-element array shows as "<id>"
         if state is None:
             out.append(TaskStatus(task, "failed", "unknown to Slurm (no accounting record)", job, log=str(log or "")))
         elif state.phase in ("pending", "running"):
@@ -122,10 +122,13 @@ def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
 
 
 def _find_log(log_dir: Path, job_id: str, index: int) -> Path | None:
-    for pattern in (f"{job_id}_{index}_0_log.err", f"{job_id}_{index}_*_log.err", f"*{job_id}*{index}*.err"):
-        hits = sorted(log_dir.glob(pattern)) if log_dir.is_dir() else []
-        if hits:
-            return hits[0]
+    """submitit's stderr file of one array element (`<job>_<index>_<rank>_log.err`; rank 0)."""
+    names = [f"{job_id}_{index}_0_log.err", f"{job_id}_{index}_log.err"]
+    if index == 0:
+        names += [f"{job_id}_0_log.err", f"{job_id}_log.err"]
+    for name in names:
+        if (log_dir / name).is_file():
+            return log_dir / name
     return None
 
 
