@@ -15,6 +15,7 @@ Tasks already done, pending or running are not submitted again.
 from __future__ import annotations
 
 import math
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ class _Submitter:
             nodes=r.nodes, ntasks_per_node=r.tasks_per_node, cpus_per_task=r.cpus_per_task,
             mem=f"{max(1, math.ceil(r.mem_gb * self.opts.mem_factor))}G",
             array_parallelism=ex_cfg.array_throttle or len(elements),
-            setup=[f"export PYTHONPATH={_quote(str(self.code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
+            setup=[f"export PYTHONPATH={shlex.quote(str(self.code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
                    *ex_cfg.setup],
             additional_parameters=extra,
         )
@@ -103,10 +104,6 @@ class _Submitter:
         record_submission(self.layout, sub)
         self.subs.append(sub)
         return job_id
-
-
-def _quote(path: str) -> str:
-    return "'" + path.replace("'", "'\\''") + "'"
 
 
 def submit_study(study: Study, ex: Expansion, opts: SubmitOptions = SubmitOptions(), only: set[str] | None = None

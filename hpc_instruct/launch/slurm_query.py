@@ -76,9 +76,12 @@ def query(array_jobs: list[str]) -> dict[str, JobState]:
     """State of every element of the given array jobs: sacct if accounting works, else squeue."""
     if not array_jobs:
         return {}
-    states = _sacct(array_jobs)
-    if states is None:
-        states = _squeue(array_jobs)
+    states = _sacct(array_jobs) or {}
+    # squeue is live: it knows jobs that accounting has not recorded yet (records lag by a second or more).
+    for jid, live in _squeue(array_jobs).items():
+        old = states.get(jid)
+        states[jid] = live if old is None else JobState(jid, live.state, old.exit_code, live.reason,
+                                                         old.attempts, live.nodes)
     return states
 
 
@@ -108,15 +111,16 @@ def _sacct(array_jobs: list[str]) -> dict[str, JobState] | None:
 
 
 def _squeue(array_jobs: list[str]) -> dict[str, JobState]:
+    """Live jobs of ours (all of squeue, filtered: `-j` fails outright if one id has left the queue)."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(array_jobs), "-o", "%i|%T|%r|%N"],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r|%N"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return {}
+    wanted = set(array_jobs)
     out = {}
     for line in proc.stdout.splitlines():
         parts = line.split("|")
-        if len(parts) >= 4:
+        if len(parts) >= 4 and parts[0].split("_")[0] in wanted:
             for jid in expand_job_ids(parts[0]):
                 out[jid] = JobState(jid, parts[1], "", parts[2], nodes=parts[3])
     return out

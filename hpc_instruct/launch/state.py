@@ -107,7 +107,9 @@ def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
                 out.append(TaskStatus(task, "failed", "interrupted (no output, no error recorded)", job))
             continue
         state = states.get(job) or (states.get(sub.job_id) if index == 0 else None)  # a 1-element array shows as "<id>"
-        if state is None:
+        if state is None and time.time() - sub.time < 120:  # just submitted: not visible in squeue/sacct yet
+            out.append(TaskStatus(task, "pending", "submitted", job))
+        elif state is None:
             out.append(TaskStatus(task, "failed", "unknown to Slurm (no accounting record)", job, log=str(log or "")))
         elif state.phase in ("pending", "running"):
             out.append(TaskStatus(task, state.phase, state.reason if state.phase == "pending" else state.nodes, job,
