@@ -169,6 +169,48 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from hpc_instruct.analyze import aggregate_study
+
+    result = aggregate_study(args.study, strict=args.strict)
+    print(result.completeness.summary())
+    print(f"scores: {result.path}")
+    return 0 if result.completeness.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpc_instruct.analyze import write_report
+
+    print(f"report: {write_report(args.study, budget=args.budget)}")
+    return 0
+
+
+def cmd_plan_data(args: argparse.Namespace) -> int:
+    from hpc_instruct.analyze import plan_allocation
+
+    weights = {}
+    for item in args.weight:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--weight {item!r}: expected ability=weight, e.g. --weight math=2")
+        weights[key] = float(value)
+    alloc = plan_allocation(args.study, args.budget, weights=weights or None, model=args.model)
+    print(alloc.comparison.to_string(index=False))
+    print(f"predicted mean {alloc.score:.1f} vs uniform {alloc.uniform_score:.1f} "
+          f"(+{alloc.gain_over_uniform:.1f} points) for model {alloc.model}, budget {alloc.budget}")
+    if alloc.extrapolated:
+        print(f"note: extrapolated beyond observed volumes for {', '.join(alloc.extrapolated)}")
+    print("\nrecipe mix to test the plan (also in results/):\n" + alloc.recipe_snippet)
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from hpc_instruct.evaluate.rescore import rescore_study
+
+    print(rescore_study(args.study))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpci", description="hpc_instruct: instruction-tuning dynamics studies on HPC clusters. "
@@ -231,6 +273,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="scancel every pending or running job of the study")
     p.add_argument("study", help="study directory")
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("aggregate", help="read every shard, check completeness, write results/scores.parquet",
+                       description="Missing, stale or duplicate shards are reported, never averaged over; exit 1 "
+                       "when the study is incomplete. No model, no GPU.")
+    p.add_argument("study", help="study directory")
+    p.add_argument("--strict", action="store_true", help="fail instead of writing partial scores")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("report", help="growth curves, sensitivity, curated vs synthetic, transfer, plots -> HTML",
+                       description="Writes results/report.html (self-contained) and report.md, PNG/SVG plots and "
+                       "CSV/Parquet tables, with provenance (recipe, data and tokenizer hashes, code version).")
+    p.add_argument("study", help="study directory")
+    p.add_argument("--budget", type=int, help="also plan this many samples in the report")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plan-data", help="allocate a sample budget over abilities from the fitted curves",
+                       description="Maximises the (weighted) mean predicted score, compares with uniform and the "
+                       "paper's 'reconstruct' mix, and writes a ready-to-run recipe mix to results/.")
+    p.add_argument("study", help="study directory")
+    p.add_argument("--budget", type=int, required=True, help="total training samples")
+    p.add_argument("--weight", action="append", default=[], metavar="ABILITY=W", help="e.g. --weight math=2")
+    p.add_argument("--model", help="whose curves to use (default: the largest curated model)")
+    p.set_defaults(func=cmd_plan_data)
+
+    p = sub.add_parser("rescore", help="recompute scores from stored responses with the current scorers (no model)")
+    p.add_argument("study", help="study directory")
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("task", help="run tasks of one stage (the entry point for plain sbatch --array)",
                        description="Run tasks by id, or the N-th task of the stage (--index, default "

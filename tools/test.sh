@@ -3,12 +3,13 @@
 #   bash tools/test.sh                 # everything, slow integration tests included (what CI runs)
 #   bash tools/test.sh -m "not slow"   # extra arguments go to pytest
 # Installs: the venv with dev tools (tools/setup-venv.sh); as root on Debian also a real local Slurm cluster
-# (slurm/local-cluster/up.sh: munge, slurmctld, 3 slurmd nodes, slurmdbd on MariaDB).
+# and Debian's chromium + chromium-driver (the report is checked in a real headless browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup-venv.sh --dev
-if [[ $(id -u) == 0 && -x slurm/local-cluster/up.sh ]] && command -v apt-get >/dev/null; then
-  bash slurm/local-cluster/up.sh
+if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  bash slurm/local-cluster/up.sh      # munge, slurmctld, 3 slurmd nodes, slurmdbd on MariaDB
+  bash tools/install-chromium.sh      # headless Chromium for the report test
 fi
 export PYTHONDONTWRITEBYTECODE=1
 exec .venv/bin/python -m pytest -q --timeout=900 "$@"

@@ -108,7 +108,7 @@ def build_tasks(study: Study, ex: Expansion) -> list[Task]:
         tasks.append(Task("eval", e.id, group, _rel(out), after=e.trial if e.trial in trials else "",
                           label=f"{e.trial}/{e.checkpoint}/{e.eval_set}#{e.shard}"))
     aid = "a" + digest(sorted(e.id for e in ex.eval_tasks), 15)
-    tasks.append(Task("aggregate", aid, "cpu", _rel(layout.results / "scores.parquet"), label="aggregate"))
+    tasks.append(Task("aggregate", aid, "cpu", _rel(layout.results / "report.html"), label="aggregate"))
     return tasks
 
 

@@ -1,0 +1,29 @@
+"""The aggregate stage: scores, analysis and report for the whole study, as one task.
+
+The task is done (marker next to `results/report.html`) only when every planned shard was there and trusted:
+an incomplete study still gets its tables and report (so a researcher can look), but the task fails with the
+missing shards listed, so `hpci status` shows it and `hpci resubmit` runs it again once they exist.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hpc_instruct.atomic import write_marker
+from hpc_instruct.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def run_aggregate(ctx) -> None:
+    from hpc_instruct.analyze.aggregate import aggregate_study
+    from hpc_instruct.analyze.analysis import analyze_study
+    from hpc_instruct.analyze.report import write_report
+
+    result = aggregate_study(ctx.layout.root, plan=ctx.expansion)
+    analysis = analyze_study(ctx.layout.root, aggregate=result)
+    report = write_report(ctx.layout.root, analysis=analysis)
+    log.info("report: %s", report)
+    if not result.completeness.ok:
+        raise UserError("study incomplete, report written from what exists:\n" + result.completeness.summary())
+    write_marker(report, ctx.task.id)

@@ -1,0 +1,96 @@
+"""Growth curves, sensitivity, rankings and curated-vs-synthetic efficiency recover the planted truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hpc_instruct.analyze.fits import fit_log_linear, fit_saturating, invert_saturating, saturating
+
+
+@pytest.fixture(scope="module")
+def analysis(main_analysis):
+    return main_analysis
+
+
+def test_planted_data_slopes_are_recovered_within_their_intervals(analysis, main_study):
+    table = analysis.sensitivity.table.set_index("ability")
+    inside, worst = 0, 0.0
+    for ability in main_study.plan.abilities:
+        true = main_study.truth.abilities[ability].slope
+        row = table.loc[ability]
+        inside += row["data_slope_lo"] <= true <= row["data_slope_hi"]
+        worst = max(worst, abs(row["data_slope"] - true) / row["data_slope_se"])
+    # 95% intervals: with 10 abilities one or two may miss by chance; none may be far off.
+    assert inside >= 8 and worst < 4, (inside, worst)
+
+
+def test_planted_size_slopes_are_recovered(analysis, main_study):
+    table = analysis.sensitivity.table.set_index("ability")
+    inside = sum(
+        table.loc[a, "size_slope_lo"]
+        <= main_study.truth.abilities[a].size_slope
+        <= table.loc[a, "size_slope_hi"]
+        for a in main_study.plan.abilities
+    )
+    assert inside >= 8
+
+
+def test_ranking_matches_the_planted_one_and_is_stable_across_seeds(analysis, main_study):
+    table = analysis.sensitivity.table
+    ranked = table[table["ability"].isin(main_study.plan.abilities)]
+    planted = [main_study.truth.abilities[a].slope for a in ranked["ability"]]
+    assert stats.kendalltau(ranked["data_slope"], planted).statistic >= 0.85
+    assert list(ranked["rank_data"]) == sorted(ranked["rank_data"])  # the table is ordered by rank
+    assert len(analysis.sensitivity.stability) == 1  # seeds 0 and 1: one pair
+    assert analysis.sensitivity.tau_data >= 0.7 and analysis.sensitivity.tau_size >= 0.5
+
+
+def test_out_of_domain_and_overall_are_fitted_but_not_ranked(analysis):
+    table = analysis.sensitivity.table.set_index("ability")
+    assert {"overall", "ceval_physician"} <= set(table.index)
+    assert table.loc[["overall", "ceval_physician"], "rank_data"].isna().all()
+
+
+def test_curves_per_model_and_source(analysis, main_study):
+    curves = analysis.curve_table
+    assert set(curves["source"]) == {"curated", "synthetic"}
+    assert set(curves.loc[curves["source"] == "synthetic", "model"]) == {"mini"}
+    curated = curves[(curves["source"] == "curated") & (curves["ability"] == "role_play")]
+    assert len(curated) == 3 and (curated["points"] == 12).all()  # 6 volumes x 2 seeds per model
+    synthetic = curves[(curves["source"] == "synthetic") & curves["ability"].isin(["role_play", "math"])]
+    assert (synthetic["preferred"] == "saturating").all()  # planted: synthetic data saturates
+    assert (synthetic["n95"] < 10240).all() and synthetic["saturates_in_range"].all()
+
+
+def test_synthetic_never_buys_many_curated_samples(analysis, main_study):
+    eff = analysis.efficiency.set_index(["ability", "curated_per_ability"])
+    truth = main_study.truth
+    strong = [a for a in main_study.plan.abilities if truth.abilities[a].slope >= 7]  # clear curves
+    assert len(strong) >= 4
+    for ability in strong:
+        assert eff.loc[(ability, 1000), "answer"] == "never" and eff.loc[(ability, 1000), "p_never"] > 0.9
+        for n in (1, 4):
+            row = eff.loc[(ability, n)]
+            planted = truth.synthetic_equivalent(ability, n)
+            assert row["synthetic_lo"] <= planted <= row["synthetic_hi"], (ability, n, planted, row["answer"])
+            assert row["ratio"] == pytest.approx(
+                row["synthetic_needed"] / (n * len(main_study.plan.abilities))
+            )
+
+
+def test_fits_on_exact_curves():
+    n = np.array([1, 4, 16, 64, 256, 1000], dtype=float)
+    line = fit_log_linear(n, 30 + 5 * np.log10(n), y_se=np.full(6, 1.0))
+    assert line.a == pytest.approx(30) and line.b == pytest.approx(5)
+    assert line.invert(40) == pytest.approx(100)
+    assert line.fit.source_of_error == "items"  # a perfect fit has no residual error; items set the floor
+    sat = fit_saturating(n, saturating(n, 70, 30, 0.01))
+    assert (sat.ceiling, sat.start, sat.rate) == pytest.approx((70, 30, 0.01), rel=1e-3)
+    assert sat.n_at(0.95) == pytest.approx(math.log(20) / 0.01, rel=1e-3)
+    assert sat.invert(69.0) == pytest.approx(math.log(40 / 1) / 0.01, rel=1e-3)
+    assert math.isinf(sat.invert(75)) and invert_saturating(np.array([20.0]), 70, 30, 0.01)[0] == 0
+    assert fit_saturating(n[:2], n[:2]) is None and fit_log_linear(n[:1], n[:1]) is None
