@@ -76,7 +76,7 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
     """Run the given tasks of one stage in order; returns the ids that ran (not skipped as done)."""
     study, ex, tasks = _load(str(study_dir))
     layout = StudyLayout(Path(study_dir))
-    ran = []
+    ran, errors = [], []
     for tid in task_ids:
         task = tasks.get(tid)
         if task is None:
@@ -85,8 +85,18 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
             log.info("skip %s %s: done", stage, tid)
             continue
         log.info("run %s %s (%s)", stage, tid, task.label)
-        stage_function(stage)(TaskContext(study, layout, ex, task))
+        try:
+            stage_function(stage)(TaskContext(study, layout, ex, task))
+        except Exception as exc:
+            if len(task_ids) == 1:
+                raise
+            log.exception("%s %s failed; going on with the element's other tasks", stage, tid)
+            errors.append((tid, exc))
+            continue
         ran.append(tid)
+    if errors:  # the element fails (so Slurm and status say so) after doing all it could
+        raise RuntimeError(f"{len(errors)} of {len(task_ids)} {stage} tasks failed: "
+                           + "; ".join(f"{tid}: {type(e).__name__}: {e}" for tid, e in errors)) from errors[0][1]
     return ran
 
 

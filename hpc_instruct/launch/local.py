@@ -64,19 +64,20 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
                 bad.add(t.id)
             else:
                 runnable.append(t)
-        # Test-on-selected shards need every valid shard of their trial first: run them last.
-        runnable.sort(key=lambda t: "/selected/" in t.label)
         if not runnable:
             continue
         record_submission(layout, Submission(stage, "local", f"local-{int(start)}", [[t.id] for t in runnable],
                                              "debug" if debug else "local", str(layout.logs / "local" / stage)))
         bar = tqdm(total=len(runnable), desc=f"{stage:<9}", unit="task", disable=not progress, leave=True)
-        if debug:
-            for t in runnable:
-                _run_debug(layout, t, bad, failed)
-                bar.update(1)
-        else:
-            _run_pool(layout, ex, runnable, parallelism, bad, failed, bar)
+        # Test-on-selected shards need every valid shard of their trial first: they form a second wave.
+        waves = [[t for t in runnable if "/selected/" not in t.label], [t for t in runnable if "/selected/" in t.label]]
+        for wave in waves:
+            if debug:
+                for t in wave:
+                    _run_debug(layout, t, bad, failed)
+                    bar.update(1)
+            elif wave:
+                _run_pool(layout, ex, _units(wave), parallelism, bad, failed, bar)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
@@ -93,51 +94,62 @@ def _run_debug(layout: StudyLayout, t: Task, bad: set[str], failed: list[str]) -
         bad.add(t.id)
 
 
-def _command(layout: StudyLayout, t: Task, ranks: int) -> list[str]:
-    entry = ["-m", "hpc_instruct.launch.entry", t.stage, str(layout.root), t.id]
+def _units(tasks: list[Task]) -> list[list[Task]]:
+    """Tasks that share one process: the eval shards of one checkpoint load its model once (process start-up
+    and model loading dominate small shards); every other task runs alone."""
+    units: dict[str, list[Task]] = {}
+    for t in tasks:
+        key = "/".join(t.label.split("/")[:2]) if t.stage == "eval" else t.id
+        units.setdefault(key, []).append(t)
+    return list(units.values())
+
+
+def _command(layout: StudyLayout, unit: list[Task], ranks: int) -> list[str]:
+    entry = ["-m", "hpc_instruct.launch.entry", unit[0].stage, str(layout.root), *(t.id for t in unit)]
     if ranks > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
     return [sys.executable, *entry]
 
 
-def _run_pool(layout: StudyLayout, ex: Expansion, tasks: list[Task], parallelism: int, bad: set[str],
+def _run_pool(layout: StudyLayout, ex: Expansion, units: list[list[Task]], parallelism: int, bad: set[str],
               failed: list[str], bar) -> None:
-    """Run tasks as subprocesses, keeping at most `parallelism` ranks busy (a wider task runs alone)."""
-    queue = list(tasks)
-    running: list[tuple[Task, subprocess.Popen, Path, int]] = []
+    """Run units as subprocesses, keeping at most `parallelism` ranks busy (a wider task runs alone)."""
+    queue = list(units)
+    running: list[tuple[list[Task], subprocess.Popen, Path, int]] = []
     cores = os.cpu_count() or 1
     while queue or running:
         busy = sum(r for *_, r in running)
         while queue:
-            need = min(ranks_of(queue[0], ex), max(parallelism, 1))
+            need = min(ranks_of(queue[0][0], ex), max(parallelism, 1))
             if running and busy + need > parallelism:
                 break
-            t = queue.pop(0)
-            ranks = ranks_of(t, ex)
-            log_path = layout.logs / "local" / t.stage / f"{t.id}.log"
+            unit = queue.pop(0)
+            ranks = ranks_of(unit[0], ex)
+            log_path = layout.logs / "local" / unit[0].stage / f"{unit[0].id}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             threads = max(1, cores // max(parallelism, ranks))
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HPCI_THREADS": str(threads),
                    "PYTHONUNBUFFERED": "1"}
             with open(log_path, "w") as fh:
-                proc = subprocess.Popen(_command(layout, t, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
-            running.append((t, proc, log_path, need))
+                proc = subprocess.Popen(_command(layout, unit, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
+            running.append((unit, proc, log_path, need))
             busy += need
         time.sleep(0.05)
         for item in list(running):
-            t, proc, log_path, _ = item
+            unit, proc, log_path, _ = item
             if proc.poll() is None:
                 continue
             running.remove(item)
-            bar.update(1)
-            if proc.returncode == 0 and t.done(layout):
-                clear_local_failure(layout, t)
-                continue
-            reason = f"exit code {proc.returncode}" if proc.returncode else "finished without writing its output"
-            last = _last_error_line(log_path)
-            record_local_failure(layout, t, f"{reason}: {last}" if last else reason, str(log_path))
-            failed.append(f"{t.stage} {t.id} ({t.label}): {reason}; log {log_path}")
-            bad.add(t.id)
+            bar.update(len(unit))
+            for t in unit:
+                if t.done(layout):
+                    clear_local_failure(layout, t)
+                    continue
+                reason = f"exit code {proc.returncode}" if proc.returncode else "finished without writing its output"
+                last = _last_error_line(log_path)
+                record_local_failure(layout, t, f"{reason}: {last}" if last else reason, str(log_path))
+                failed.append(f"{t.stage} {t.id} ({t.label}): {reason}; log {log_path}")
+                bad.add(t.id)
 
 
 def _last_error_line(path: Path) -> str:
