@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from hpc_instruct.evaluate.partition import count_shards
 from hpc_instruct.recipe.data_facts import DataFacts
 from hpc_instruct.recipe.hashing import EVAL_CODE_VERSION, TRAIN_CODE_VERSION, digest, identity
 from hpc_instruct.recipe.schema import EvalConfig, ModelConfig, Recipe
@@ -190,12 +191,10 @@ def _eval_tasks(ev: EvalConfig, trials: list[Trial], baselines: tuple[Baseline, 
                 abilities: tuple[str, ...]) -> tuple[EvalTask, ...]:
     settings = digest([identity(ev), EVAL_CODE_VERSION])
     sets = [(a, s) for s in ev.splits for a in abilities] + [(o, "test") for o in ev.out_of_domain]
-    # Shard ranges per set, computed once: [(shard, shards, start, stop), ...]
-    ranges = {}
-    for a, s in sets:
-        n = facts.eval_sizes.get(f"{a}/{s}", 0)
-        k = max(1, math.ceil(n / ev.items_per_shard))
-        ranges[(a, s)] = [(i, k, i * n // k, (i + 1) * n // k) for i in range(k)]
+    # Shard ranges per set, computed once: [(shard, shards, start, stop), ...]. The count rule (every item costs
+    # the same); hpc_instruct.evaluate.partition.plan_shards is the cost-aware alternative.
+    planned = count_shards({f"{a}/{s}": facts.eval_sizes.get(f"{a}/{s}", 0) for a, s in sets}, ev.items_per_shard)
+    ranges = {(a, s): [(r.shard, r.shards, r.start, r.stop) for r in planned[f"{a}/{s}"]] for a, s in sets}
     set_pin = {key: digest([facts.fingerprint, key]) for key in ranges}
     out: list[EvalTask] = []
 

@@ -19,13 +19,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from megatron.core import parallel_state
-from megatron.core.models.gpt import GPTModel
 
 from hpc_instruct.train.presets import ModelShape
+
+if TYPE_CHECKING:
+    from megatron.core.models.gpt import GPTModel
+
+# megatron-core is imported inside the functions that shard or gather: the HF-only parts (`hf_config`,
+# `shape_from_hf_config`, `HFWeights`) also serve the hf and deepspeed backends, which do not need it.
 
 _HF_LAYER = "model.layers.{}."
 # Per-layer tensors that map one to one (megatron name -> HF name, both relative to the layer).
@@ -212,6 +216,8 @@ def load_hf_weights(chunks: list[GPTModel], shape: ModelShape, hf: Mapping[str, 
 
     Every parameter of every chunk is written; a missing HF tensor or a shape mismatch raises.
     """
+    from megatron.core import parallel_state
+
     tp = parallel_state.get_tensor_model_parallel_world_size()
     tp_rank = parallel_state.get_tensor_model_parallel_rank()
     for chunk in chunks:
@@ -230,6 +236,8 @@ def load_hf_weights(chunks: list[GPTModel], shape: ModelShape, hf: Mapping[str, 
 @torch.no_grad()
 def gather_hf_state(chunks: list[GPTModel], shape: ModelShape) -> dict[str, torch.Tensor]:
     """The HF tensors (fp32, on CPU) of this rank's pipeline stage; collective over the TP group."""
+    from megatron.core import parallel_state
+
     tp = parallel_state.get_tensor_model_parallel_world_size()
     group = parallel_state.get_tensor_model_parallel_group()
     state: dict[str, torch.Tensor] = {}
@@ -253,6 +261,7 @@ def save_hf_folder(
 
     Tokenizer files are not written here; the caller copies them next to the weights.
     """
+    from megatron.core import parallel_state
     from safetensors.torch import save_file
 
     folder = Path(folder)

@@ -1,0 +1,70 @@
+"""Contamination and duplicate checks: held-out prompts that also appear in a training pool.
+
+Two samples collide when their normalised user prompts are equal (NFKC, case-folded, whitespace removed; see
+`Sample.prompt_key`). A collision between a training pool (curated or synthetic) and a valid/test set makes
+that eval item a memorisation test, so it is reported with both locations; the researcher decides whether to
+drop it. Collisions are compared across abilities too: a synthetic record is not labelled by ability.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hpc_instruct.data.doit_reader import EVAL_SPLITS, DoitData
+from hpc_instruct.data.records import Sample
+
+
+@dataclass(frozen=True)
+class Contamination:
+    """One held-out item whose prompt also occurs in training data (every training location listed)."""
+
+    held_out: Sample
+    training: tuple[Sample, ...]
+
+    def __str__(self) -> str:
+        where = ", ".join(f"{s.source}:{s.line}" for s in self.training[:3])
+        more = f" (+{len(self.training) - 3} more)" if len(self.training) > 3 else ""
+        return (f"{self.held_out.source}:{self.held_out.line}: {self.held_out.split} item "
+                f"{self.held_out.ability}#{self.held_out.idx} has the same prompt as training data at {where}{more}")
+
+
+def find_contamination(training: Iterable[Sample], held_out: Iterable[Sample]) -> tuple[Contamination, ...]:
+    """Held-out samples whose prompt key equals that of any training sample, in held-out order."""
+    by_key: dict[str, list[Sample]] = defaultdict(list)
+    for s in training:
+        by_key[s.prompt_key].append(s)
+    return tuple(Contamination(h, tuple(by_key[h.prompt_key])) for h in held_out if h.prompt_key in by_key)
+
+
+def data_contamination(data: DoitData) -> tuple[Contamination, ...]:
+    """Check every eval split of `data` (valid, test, C-Eval) against every training pool it holds."""
+    training = [s for split, pools in data.samples.items() if split not in EVAL_SPLITS
+                for pool in pools.values() for s in pool]
+    held_out = [s for split in EVAL_SPLITS for ability in sorted(data.samples.get(split, {}))
+                for s in data.samples[split][ability]]
+    return find_contamination(training, held_out)
+
+
+def find_duplicates(samples: Iterable[Sample]) -> tuple[tuple[Sample, ...], ...]:
+    """Groups of samples with the same content (`uid`); a pool with duplicates over-weights those items."""
+    by_uid: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_uid[s.uid].append(s)
+    return tuple(tuple(g) for g in by_uid.values() if len(g) > 1)
+
+
+def contamination_report(found: tuple[Contamination, ...], limit: int = 20) -> str:
+    """A readable summary: counts per eval set, then the first `limit` collisions one per line."""
+    if not found:
+        return "no held-out prompt appears in the training data"
+    counts: dict[str, int] = defaultdict(int)
+    for c in found:
+        counts[f"{c.held_out.ability}/{c.held_out.split}"] += 1
+    head = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    lines = [f"{len(found)} held-out item(s) share a prompt with training data ({head})"]
+    lines += [f"  {c}" for c in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"  ... and {len(found) - limit} more")
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""A generated miniature DoIT study: ten abilities with their own growth paces, small enough for a CPU.
+
+`write_demo_study(out_dir, seed=0, pool_size=1000, synthetic_size=40960)` writes, in the DoIT release layout
+and record format (read it back with `hpc_instruct.data.doit_reader.read_doit`):
+
+    curated/full/{ability}_full.json     pool_size training items per ability (an int or a mapping)
+    curated/1000/{ability}_1000.json     the first 1000 of them
+    curated/valid|test/{ability}_*.json  100 items each; their prompts never occur in any training pool
+    curated/test/ceval_*_test.json       three 5-shot out-of-domain sets (40 items each)
+    synthetic/40960/general_instruction_gpt4_41k.json   the synthetic pool (synthetic_size items)
+    pretrain/corpus.jsonl                optional: the world's facts as plain sentences, for a tiny base model
+    demo.json                            the arguments, generator version and every file's sha256
+
+All text is produced by this package from small word lists (a few hundred distinct characters; sequences
+mostly 20-120 tokens), deterministic by seed on any platform (`random.Random` seeded by strings).
+
+The tasks, the DoIT format each keeps, and the pace each is meant to have when a tiny model (2-4 layers,
+hidden 64-128, BPE vocab ~1000) is tuned from scratch for minutes on 2 CPU cores:
+
+| ability | format (as in DoIT) | task | intended pace |
+|---|---|---|---|
+| ethics | multi-select A-D, `答案：AC` | pick the right (or the wrong) deeds among four; 24 fixed deeds | fast: a keyword lookup |
+| role_play | rank 3, multi-turn | persona chat: end every reply with the persona's word (喵, 汪...) and keep its facts | fast: copy the ending from the context |
+| creative_writing | rank 3 | n-line poem on a theme, each line ending in a given character | fast-moderate: copy the ending, theme words |
+| biology | MC letter | invented organisms 红角鱼: habitat from the class character, food from the body character | moderate: two small rules + pick the letter |
+| understanding | MC letter, multi-turn, 3/4 options | read a short 男/女 dialogue, answer two questions (one confusable value in the text) | moderate: locate and match |
+| chinese | MC + single-blank cloze | measure words (一___猫 -> 只) and antonyms | moderate: ~45 noun-classifier pairs to see |
+| history | MC + true/false 正确/错误 | a seeded table of 16 invented dynasties (capital, founder, order) | slow: pure recall, grows with coverage; order comparisons are hardest |
+| code | rank 3 | Chinese description -> 4-line function; distractors change one operator, constant, order or branch | slow: numerals and operator words to symbols |
+| math | CoT + `\\boxed{}` + `answer` | one- and two-step word problems with small numbers | slow: exact arithmetic through generation |
+| reasoning | MC letter | order 3-4 people from shuffled comparisons, ask top/bottom/middle | barely moves: multi-step inference |
+
+Valid/test items are drawn from the same distribution as the pool but with prompts that occur in no pool,
+so scores measure generalisation, not recall of a seen prompt. The synthetic pool is broader and noisier
+(see `synthetic.py`): general chat tasks, other answer styles, 20 % wrong answers, no ability labels.
+The out-of-domain sets (`out_of_domain.py`) re-ask biology, chinese and math skills in a new wording.
+"""
+
+from hpc_instruct.data.demo.study import (
+    GENERATOR_VERSION,
+    INTENDED_PACE,
+    ability_generators,
+    build_demo_files,
+    write_demo_study,
+)
+
+__all__ = ["GENERATOR_VERSION", "INTENDED_PACE", "ability_generators", "build_demo_files", "write_demo_study"]

@@ -1,0 +1,142 @@
+"""Exam-style abilities (two-turn records, question_format 0): biology, history, chinese, ethics.
+
+Each `make_*` returns a generator `rng -> Item`. The reply is what the DoIT scorers parse: a bare letter for
+multiple choice, 正确/错误 for true/false, the measure word for the cloze, and the letters (one line, e.g. `AC`) for ethics. Choice prompts end with the
+answer cue `答案：` (see `lexicon.ANSWER_CUE`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from hpc_instruct.data.demo.knowledge import (
+    ANTONYMS,
+    BAD_DEEDS,
+    BODY_FOOD,
+    CLASS_HOME,
+    CLASSIFIERS,
+    COLOURS,
+    GOOD_DEEDS,
+    NOUN_CLASSIFIER,
+    ORGANISMS,
+    Dynasty,
+    organism_facts,
+)
+from hpc_instruct.data.demo.lexicon import LETTERS, PEOPLE, Item, mc_item, options_block, qa
+
+Generator = Callable[[random.Random], Item]
+
+_BIO_QUESTIONS = {
+    "home": ("{o}住在哪里？", "{o}生活在什么地方？"),
+    "food": ("{o}吃什么？", "{o}最爱吃哪种食物？"),
+    "colour": ("{o}是什么颜色的？", "{o}身上是什么颜色？"),
+    "class": ("{o}属于哪一类动物？", "{o}是哪一类的？"),
+}
+_BIO_VALUES = {
+    "home": tuple(CLASS_HOME.values()),
+    "food": tuple(BODY_FOOD.values()),
+    "colour": tuple(c + "色" for c in COLOURS),
+    "class": tuple(k + "类" for k in CLASS_HOME),
+}
+
+
+def make_biology() -> Generator:
+    """Questions about an invented organism; the answer follows from its name by a fixed rule."""
+
+    home_of = {o: organism_facts(o)["home"] for o in ORGANISMS}
+
+    def gen(rng: random.Random) -> Item:
+        kind = rng.choice(("home", "food", "colour", "class", "which"))
+        if kind == "which":  # reverse: which of four organisms lives in a given place
+            target = rng.choice(ORGANISMS)
+            others = [o for o in ORGANISMS if home_of[o] != home_of[target]]
+            question = rng.choice(("下面哪种动物住在{h}？", "哪一种生活在{h}？")).format(h=home_of[target])
+            return mc_item(rng, question, target, rng.sample(others, 12))
+        organism = rng.choice(ORGANISMS)
+        question = rng.choice(_BIO_QUESTIONS[kind]).format(o=organism)
+        return mc_item(rng, question, organism_facts(organism)[kind], _BIO_VALUES[kind])
+
+    return gen
+
+
+def make_history(table: tuple[Dynasty, ...]) -> Generator:
+    """Recall of a seeded table of invented dynasties: multiple choice or true/false (50/50)."""
+    capitals = [d.capital for d in table]
+    founders = [d.founder for d in table]
+    names = [d.name for d in table]
+
+    def gen(rng: random.Random) -> Item:
+        d = rng.choice(table)
+        if rng.random() < 0.5:
+            kind = rng.randrange(4)
+            if kind == 0:
+                return mc_item(rng, rng.choice(("{n}的都城是哪里？", "{n}把都城建在哪里？")).format(n=d.name),
+                               d.capital, capitals)
+            if kind == 1:
+                return mc_item(rng, rng.choice(("{n}的开国皇帝是谁？", "谁建立了{n}？")).format(n=d.name),
+                               d.founder, founders)
+            if kind == 2:
+                return mc_item(rng, f"都城在{d.capital}的是哪个朝代？", d.name, names)
+            return mc_item(rng, f"{d.founder}建立了哪个朝代？", d.name, names)
+        truth = rng.random() < 0.5
+        kind = rng.randrange(3)
+        if kind == 0:
+            capital = d.capital if truth else rng.choice([c for c in capitals if c != d.capital])
+            statement = f"{d.name}的都城是{capital}。"
+        elif kind == 1:
+            founder = d.founder if truth else rng.choice([f for f in founders if f != d.founder])
+            statement = f"{founder}建立了{d.name}。"
+        else:
+            other = rng.choice([o for o in table if o is not d])
+            earlier = d.order < other.order
+            word = "早" if earlier == truth else "晚"
+            statement = f"{d.name}比{other.name}{word}。"
+        prompt = rng.choice(("判断对错：{s}", "下面的说法对吗？{s}", "{s}这句话正确吗？")).format(s=statement)
+        return qa(prompt, "正确" if truth else "错误")
+
+    return gen
+
+
+_VERBS = ("看见了", "画了", "想起了", "找到了", "说起", "拿来了")
+
+
+def make_chinese() -> Generator:
+    """Measure words (single-blank cloze or choice) and antonyms (choice)."""
+    classifiers = tuple(CLASSIFIERS)
+    nouns = tuple(NOUN_CLASSIFIER)
+    antonym_keys = tuple(ANTONYMS)
+
+    def gen(rng: random.Random) -> Item:
+        kind = rng.random()
+        noun = rng.choice(nouns)
+        right = NOUN_CLASSIFIER[noun]
+        if kind < 0.5:
+            sentence = f"{rng.choice(PEOPLE)}{rng.choice(_VERBS)}一___{noun}。"
+            return qa(rng.choice(("填空：", "在横线上填一个量词：", "请填空：")) + sentence, right)
+        if kind < 0.75:
+            wrong = [f"一{c}{noun}" for c in classifiers if c != right]
+            question = rng.choice(("哪个说法是对的？", "下面哪个量词用得对？"))
+            return mc_item(rng, question, f"一{right}{noun}", wrong)
+        word = rng.choice(antonym_keys)
+        others = [w for w in antonym_keys if w not in (word, ANTONYMS[word])]
+        question = rng.choice(("“{w}”的反义词是什么？", "哪个字和“{w}”意思相反？")).format(w=word)
+        return mc_item(rng, question, ANTONYMS[word], others)
+
+    return gen
+
+
+def make_ethics() -> Generator:
+    """Multi-select over four deeds: pick the right ones (or the wrong ones); 1-3 correct letters."""
+
+    def gen(rng: random.Random) -> Item:
+        ask_good = rng.random() < 0.5
+        k = rng.randint(1, 3)
+        wanted, unwanted = (GOOD_DEEDS, BAD_DEEDS) if ask_good else (BAD_DEEDS, GOOD_DEEDS)
+        options = rng.sample(wanted, k) + rng.sample(unwanted, 4 - k)
+        rng.shuffle(options)
+        letters = "".join(LETTERS[i] for i, o in enumerate(options) if o in wanted)
+        question = "下面哪些做法是对的？" if ask_good else "下面哪些做法是不对的？"
+        return qa(rng.choice(("", "多选题：")) + question + options_block(options), letters)
+
+    return gen

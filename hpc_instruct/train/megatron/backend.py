@@ -1,0 +1,128 @@
+"""The Megatron backend of the training loop (`hpc_instruct.train.backend.Backend`), on the modules beside it.
+
+Layout: TP x PP (x virtual PP) from the recipe, the rest of the world is DP; the distributed optimizer shards
+Adam state over DP; sequence parallelism shards norms/residuals over TP; `activation_checkpointing` turns on
+full per-layer recomputation (what DoIT's gradient checkpointing does). Precision: fp32, or bf16 with fp32
+main weights; fp16 (loss scaling) is not wired here.
+
+The learning rate and weight decay are set on the optimizer's param groups before each step: megatron-core's
+groups carry `wd_mult` (0 for norms and biases) but leave applying it to a scheduler, which this loop replaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from megatron.core import parallel_state
+
+from hpc_instruct.train.backend import BackendSettings, StepStats
+from hpc_instruct.train.megatron import checkpoint, convert, parallel
+from hpc_instruct.train.megatron.model import ModelOptions, ParallelLayout, build_model
+from hpc_instruct.train.presets import ModelShape
+
+
+class MegatronBackend:
+    name = "megatron"
+
+    def __init__(
+        self, settings: BackendSettings, shape: ModelShape, weights: Mapping[str, torch.Tensor]
+    ) -> None:
+        if settings.precision == "fp16":
+            raise ValueError(
+                "the megatron backend trains in fp32 or bf16, not fp16: set training.precision: bf16 "
+                "(A100/H100), or use backend: deepspeed for the paper's fp16 setting"
+            )
+        if settings.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                "model.device is cuda but this node has no GPU: set device: cpu to train on CPU"
+            )
+        if settings.device == "cpu" and torch.cuda.is_available():
+            raise RuntimeError(
+                "model.device is cpu on a GPU node: the megatron backend uses the GPUs it sees; "
+                "hide them (CUDA_VISIBLE_DEVICES=) or set device: cuda"
+            )
+        self.settings, self.shape = settings, shape
+        # megatron-core lists every parameter and its config at INFO, and calls torch collectives that torch
+        # 2.13 marks deprecated on every step: keep the training log readable.
+        logging.getLogger("megatron.core").setLevel(logging.WARNING)
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning
+        )
+        layout = ParallelLayout(
+            settings.tp, settings.pp, settings.vpp if settings.vpp > 1 else None, settings.sequence_parallel
+        )
+        parallel.initialize(layout, settings.seed)
+        self.dtype = torch.float32 if settings.precision == "fp32" else torch.bfloat16
+        options = ModelOptions(
+            dtype="float32" if settings.precision == "fp32" else "bfloat16",
+            recompute="full" if settings.activation_checkpointing else None,
+        )
+        chunks = build_model(shape, layout, options)
+        convert.load_hf_weights(chunks, shape, weights)  # before wrapping: DDP and the optimizer copy params
+        opt = settings.optimizer
+        self.trainer = parallel.Trainer(
+            chunks,
+            parallel.OptimizerSettings(
+                lr=opt.lr,
+                weight_decay=opt.weight_decay,
+                adam_beta1=opt.betas[0],
+                adam_beta2=opt.betas[1],
+                adam_eps=opt.eps,
+                clip_grad=opt.grad_clip,
+                distributed_optimizer=settings.distributed_optimizer,
+            ),
+        )
+        self.dp_rank = parallel_state.get_data_parallel_rank()
+        self.dp_size = parallel_state.get_data_parallel_world_size()
+        if self.dp_size != settings.dp:
+            raise ValueError(
+                f"world size {torch.distributed.get_world_size()} / (tp x pp = "
+                f"{settings.tp * settings.pp}) gives dp={self.dp_size}, but the recipe says "
+                f"dp={settings.dp}: start tp*pp*dp ranks"
+            )
+        self.pad_multiple = settings.tp if settings.sequence_parallel else 1
+
+    def reseed(self, seed: int) -> None:
+        parallel.seed_everything(seed)
+
+    def train_step(self, micro_batches: list[dict[str, Any]], lr: float, target_tokens: int) -> StepStats:
+        wd = self.settings.optimizer.weight_decay
+        for group in self.trainer.optimizer.param_groups:
+            group["lr"] = lr
+            group["weight_decay"] = wd * group.get("wd_mult", 1.0)
+        loss, grad_norm = self.trainer.train_step(micro_batches)
+        # megatron computes the norm only when it clips; with grad_clip 0 there is no norm to report.
+        return StepStats(loss, grad_norm if self.settings.optimizer.grad_clip > 0 else float("nan"))
+
+    def save_state(self, directory: Path) -> None:
+        checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
+
+    def load_state(self, directory: Path) -> None:
+        checkpoint.load_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
+
+    def export_hf(self, folder: Path) -> None:
+        convert.save_hf_folder(self.trainer.chunks, self.shape, folder, self.dtype)
+
+    def logits(self, micro_batch: dict[str, Any]) -> torch.Tensor | None:
+        out = parallel.forward_logits(self.trainer.model, [micro_batch])
+        mine = None
+        if (
+            out is not None
+            and parallel_state.get_tensor_model_parallel_rank() == 0
+            and parallel_state.get_data_parallel_rank() == 0
+        ):
+            mine = out[0][..., : self.shape.vocab_size].float().cpu()
+        gathered: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, mine)  # the last stage's logits reach rank 0
+        if torch.distributed.get_rank() != 0:
+            return None
+        return next(t for t in gathered if t is not None)
+
+    def close(self) -> None:
+        checkpoint.release_writer()
+        parallel.teardown(keep_process_group=True)
