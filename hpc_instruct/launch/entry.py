@@ -84,6 +84,17 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
         if task.done(layout):
             log.info("skip %s %s: done", stage, tid)
             continue
+        before = tasks.get(task.after)
+        if before is not None and not before.done(layout):
+            # Slurm starts a train array `afterany` its prepare array, so one failed mixture does not cancel
+            # every trial: the trial whose own input is missing fails here, with the reason.
+            exc = RuntimeError(f"{stage} {tid} ({task.label}) needs {before.stage} {before.id} ({before.label}), "
+                               f"which has not finished: see `hpci status {study_dir}`")
+            if len(task_ids) == 1:
+                raise exc
+            log.error("%s", exc)
+            errors.append((tid, exc))
+            continue
         log.info("run %s %s (%s)", stage, tid, task.label)
         try:
             stage_function(stage)(TaskContext(study, layout, ex, task))

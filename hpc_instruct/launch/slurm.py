@@ -2,7 +2,8 @@
 
 One sbatch per stage and resource shape (split only to respect MaxArraySize), never one per task:
 - prepare: one array, an element per mixture;
-- train: one array per layout (nodes x GPUs), an element per trial, `afterok` on prepare;
+- train: one array per layout (nodes x GPUs), an element per trial, `afterany` on prepare: a trial whose own
+  mixture failed fails at once with that reason, and one bad mixture does not cancel every other trial;
 - eval: for each train array, `slots` arrays whose element i runs a share of trial i's shards, with
   `aftercorr` on the train array, so a trial's evaluation starts as soon as *that* trial has finished (no
   polling on the login node); the test-on-selected shards follow in one more array, `aftercorr` on the slots;
@@ -128,7 +129,7 @@ def submit_study(study: Study, ex: Expansion, opts: SubmitOptions = SubmitOption
     groups: dict[str, list[Task]] = defaultdict(list)
     for t in by_stage["train"]:
         groups[t.group].append(t)
-    dep = ("afterok:" + ":".join(prepare_jobs)) if prepare_jobs else ""
+    dep = ("afterany:" + ":".join(prepare_jobs)) if prepare_jobs else ""
     for group, trials in sorted(groups.items()):
         for lo in range(0, len(trials), sub.max_elements):
             chunk = trials[lo:lo + sub.max_elements]

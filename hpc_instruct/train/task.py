@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import time
 
@@ -28,7 +29,8 @@ def run_train(ctx) -> None:
     try:
         job = job_from_context(ctx)
         result = train(job)
-        dist.barrier()
+        hosts = [None] * dist.get_world_size()  # where each rank ran (Slurm's node name: emulated nodes share a host)
+        dist.all_gather_object(hosts, os.environ.get("SLURMD_NODENAME") or socket.gethostname())
         if env.is_main:
             from hpc_instruct.train.export import missing_exports
             from hpc_instruct.train.resume import ResumeStore
@@ -40,7 +42,7 @@ def run_train(ctx) -> None:
                     f"trial {job.trial_id} finished training but exports for epochs {missing} are "
                     f"missing or incomplete under {job.trial_dir / 'export'}; run the task again"
                 )
-            summary = trial_summary(job, result, folders)
+            summary = trial_summary(job, result, folders) | {"world_size": len(hosts), "hosts": hosts}
             write_json(ctx.output, summary)
             write_marker(ctx.output, ctx.task.id)
             ResumeStore(job.checkpoints_dir, job.trial_id, job.training.keep_last).clear()

@@ -35,6 +35,16 @@ def wait_for(study_dir: Path, timeout_s: float = 900) -> dict:
         time.sleep(3)
 
 
+def element_job(sub, index: int = 0) -> str:
+    """The Slurm id of one element of a submission: submitit submits a one-element array as a plain job."""
+    return sub.job_id if len(sub.elements) == 1 else f"{sub.job_id}_{index}"
+
+
+def rank_log(sub, index: int = 0, rank: int = 0) -> Path:
+    """submitit's stderr file of one rank of one element (`%j_%t_log.err`, `%A_%a_%t_log.err` for arrays)."""
+    return Path(sub.log_dir) / f"{element_job(sub, index)}_{rank}_log.err"
+
+
 def normalise_sbatch(text: str, study_root: Path) -> str:
     """Remove what differs between runs (paths, job ids, code hash) so the script can be compared to a golden."""
     text = text.replace(sys.executable, "<PYTHON>")

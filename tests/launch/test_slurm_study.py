@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_helpers import DEMO, SMALL, wait_for
+from slurm_helpers import DEMO, SMALL, element_job, rank_log, wait_for
 
 from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.slurm import SubmitOptions, cancel_study, submit_study
@@ -101,19 +101,24 @@ def test_preempted_training_resumes_with_the_same_final_loss(slurm_cluster, tmp_
     train = next(s for s in report.submissions if s.stage == "train")
     layout = StudyLayout(study.directory)
     try:
-        log = Path(train.log_dir) / f"{train.job_id}_0_0_log.err"
+        log = rank_log(train)
         deadline = time.time() + 300
         while time.time() < deadline and "step" not in (log.read_text() if log.is_file() else ""):
             time.sleep(1)
         time.sleep(3)
-        subprocess.run(["scontrol", "requeue", f"{train.job_id}_0"], check=True)  # preemption
+        subprocess.run(["scontrol", "requeue", element_job(train)], check=True)  # preemption
         wait_for(study.directory)
         rows = {r.task.id: r for r in statuses(layout, build_tasks(study, ex))}
     finally:
         cancel_study(study.directory)
     trial = ex.trials[0]
-    assert rows[trial.id].status == "done" and rows[trial.id].attempts >= 2
-    assert abs(_final_loss(layout.trial(trial.id)) - reference) < 1e-6
+    assert rows[trial.id].status == "done"
+    history = subprocess.run(["sacct", "-D", "-n", "-X", "-j", train.job_id, "--format=State"],
+                             capture_output=True, text=True).stdout.split()
+    assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history  # Slurm's own record of the requeue
+    summary = json.loads((layout.trial(trial.id) / "trial.json").read_text())
+    assert summary["attempts"] == 2  # the second attempt resumed from the first one's checkpoint
+    assert abs(summary["final_loss"] - reference) < 1e-6
 
 
 def test_trial_spans_two_nodes_with_tensor_parallelism(slurm_cluster, tmp_path):
@@ -130,8 +135,7 @@ def test_trial_spans_two_nodes_with_tensor_parallelism(slurm_cluster, tmp_path):
     finally:
         cancel_study(study.directory)
     assert counts["train"] == {"done": 1}, hpci("status", str(study.directory)).stdout
-    out = (Path(train.log_dir) / f"{train.job_id}_0_0_log.err").read_text() + \
-        (Path(train.log_dir) / f"{train.job_id}_0_1_log.err").read_text()
+    out = rank_log(train, rank=0).read_text() + rank_log(train, rank=1).read_text()
     summary = json.loads((StudyLayout(study.directory).trial(ex.trials[0].id) / "trial.json").read_text())
     assert summary["layout"]["tp"] == 2 and summary["world_size"] == 2
     assert len(set(summary["hosts"])) == 2, out  # one rank on each emulated node
