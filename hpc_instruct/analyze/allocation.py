@@ -3,7 +3,8 @@ mean predicted score, from the fitted growth curves of one model.
 
 Each ability's prediction is its preferred curated curve (curves.py) for n >= 1 and the base model's score at
 n = 0. The fitted forms are concave in n, so adding samples one step at a time where the weighted marginal gain
-is largest (greedy, a heap) is optimal for integer counts up to the step size. Counts are capped by each pool
+is largest (greedy, a heap) is optimal for integer counts up to the step size; where noisy fits are not concave
+the plan falls back to the uniform or reconstruct split if that predicts more, so it never loses to them. Counts are capped by each pool
 (plan.json), by optional caps, and by `extrapolate` x the largest volume the study observed (curves are not to be
 trusted far beyond their data; allocations past the observed range are listed). The plan is compared, on the
 same curves, with the uniform split and with the paper's "reconstruct" mix (ethics 64, role_play 64,
@@ -73,12 +74,16 @@ def allocate(
     }
     predict = {a: _predictor(curves[a], base.get(a)) for a in abilities}
     step = step or max(1, budget // 2000)
-    counts = _greedy(abilities, predict, w, limit, budget, step)
     uniform = capped_split(budget, {a: 1.0 for a in abilities}, limit)
-    plans = {"plan": counts, "uniform": uniform}
+    plans = {"plan": _greedy(abilities, predict, w, limit, budget, step), "uniform": uniform}
     if set(RECONSTRUCT_FIXED) <= set(abilities):
         plans["reconstruct"] = reconstruct(budget, abilities, limit)
     score = {name: _mean(p, predict, w) for name, p in plans.items()}
+    # Greedy is optimal only for concave curves; a noisy fit (a negative slope, the jump from the base score at
+    # n = 0) is not, so the plan is never worse than the split it is compared with.
+    best = max(plans, key=score.get)
+    plans["plan"], score["plan"] = dict(plans[best]), score[best]
+    counts = plans["plan"]
     table = _comparison(plans, predict, w, score)
     extrapolated = tuple(a for a in abilities if counts[a] > curves[a].volumes.max())
     unallocated = budget - sum(counts.values())

@@ -6,8 +6,9 @@
 
 At every step boundary all ranks agree (one all-reduce of two flags) on whether to save: a warning signal
 (SIGUSR2/SIGTERM, caught by `PreemptionGuard` on any rank) or `resume_every_minutes` elapsed (rank 0's
-clock). Epoch ends export the HF folder when the epoch is in `trial.checkpoints` and save a resume
-checkpoint (except after the last step: the exports are the product). On a signal the loop saves, writes the
+clock). Epoch ends export the HF folder when the epoch is in `trial.checkpoints`, and every
+`checkpoint_every_epochs`-th epoch end saves a resume checkpoint (except after the last step: the exports are
+the product). On a signal the loop saves, writes the
 log, releases the backend and re-raises the signal (`hand_over`): Slurm/submitit requeue, and the next run
 resumes from that checkpoint, bit-for-bit on the same layout.
 """
@@ -261,8 +262,11 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
             flags = torch.tensor([float(guard.requested), float(due)], device=flag_device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             preempted = bool(flags[0])
-            if epoch_end or preempted or bool(flags[1]):
-                save(done, "preemption" if preempted else "epoch" if epoch_end else "time")
+            # Resume checkpoints at the epochs the recipe checkpoints (checkpoint_every_epochs) and on the time
+            # cadence: a tiny mixture stretched to min_steps can have hundreds of one-step epochs.
+            at_epoch = epoch_end and epoch % job.training.checkpoint_every_epochs == 0
+            if at_epoch or preempted or bool(flags[1]):
+                save(done, "preemption" if preempted else "epoch" if at_epoch else "time")
             if preempted:
                 if rank0:
                     log.warning(

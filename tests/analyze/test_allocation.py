@@ -132,3 +132,18 @@ def test_capped_split_and_reconstruct():
         "biology": 1042,
         "code": 4968 - 0,
     } or (mix["ethics"], mix["role_play"], mix["creative_writing"], mix["biology"]) == (64, 64, 1000, 1042)
+
+
+def test_plan_never_predicts_less_than_uniform_on_non_concave_curves():
+    """Noisy fits need not be concave: a curve that stays flat and then jumps gives greedy no marginal gain to
+    follow, so greedy alone would put the whole budget elsewhere and lose to a uniform split; the plan must not."""
+
+    class Step:  # the planner needs a curve's observed volumes and its prediction
+        def __init__(self, predict):
+            self.volumes, self.predict = np.array([4.0, 16.0, 64.0, 256.0]), predict
+
+    curves = {"code": Step(lambda n: 80.0 if n >= 100 else 0.0), "math": Step(lambda n: 10.0 + 0.001 * n)}
+    plan = allocate(curves, {"code": 0.0, "math": 0.0}, 200, "m")
+    assert plan.uniform_counts == {"code": 100, "math": 100} and plan.uniform_score == pytest.approx(45.05)
+    assert plan.score >= plan.uniform_score and plan.gain_over_uniform >= 0
+    assert sum(plan.counts.values()) == 200 and plan.counts["code"] >= 100
