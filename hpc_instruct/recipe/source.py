@@ -115,6 +115,7 @@ def _read_with_includes(path: Path, problems: list[Problem], stack: tuple[Path, 
         merged.files += child.files
     _merge(merged, data, {k: v for k, v in locations.items() if k[:1] != ("include",)}, ())
     merged.files += (shown,)
+    merged.locations[()] = Location(shown, 1)  # a missing top-level key is reported at the recipe's first line
     return merged
 
 
