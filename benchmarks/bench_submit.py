@@ -22,11 +22,14 @@ from hpc_instruct.launch.tasks import build_tasks
 from hpc_instruct.recipe.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
+# 101 volumes x 9 seeds = 909 trials; each has 1 prepare task, 1 train task and 9 eval shards (nine abilities,
+# valid split, last checkpoint); plus 1 aggregate task: 909 x 11 + 1 = 10,000 tasks.
 OVERRIDES = (
     "execution.executor=slurm", "models=[{name: tiny, size: tiny, device: cpu, micro_batch: 8, global_batch: 8}]",
-    f"sweep.curated.samples_per_ability=[{','.join(str(n) for n in range(1, 91))}]", "sweep.synthetic=null",
-    "sweep.seeds=[0,1,2,3,4,5,6,7,8,9]", "evaluation.splits=[valid]", "evaluation.checkpoints=last",
-    "evaluation.include_base=false", "data.generate.pool_size=100",
+    f"sweep.curated.samples_per_ability=[{','.join(str(n) for n in range(1, 102))}]", "sweep.synthetic=null",
+    "sweep.seeds=[0,1,2,3,4,5,6,7,8]", "evaluation.splits=[valid]", "evaluation.checkpoints=last",
+    "evaluation.include_base=false", "data.generate.pool_size=110",
+    "data.abilities=[biology,history,code,creative_writing,chinese,understanding,role_play,math,ethics]",
 )
 
 
