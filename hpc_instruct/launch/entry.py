@@ -84,10 +84,11 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
         if task.done(layout):
             log.info("skip %s %s: done", stage, tid)
             continue
-        before = tasks.get(task.after)
+        before = tasks.get(task.after) if stage == "train" else None
         if before is not None and not before.done(layout):
             # Slurm starts a train array `afterany` its prepare array, so one failed mixture does not cancel
-            # every trial: the trial whose own input is missing fails here, with the reason.
+            # every trial: the trial whose own mixture is missing fails here, with the reason. (An eval task
+            # checks the checkpoint export it reads itself.)
             exc = RuntimeError(f"{stage} {tid} ({task.label}) needs {before.stage} {before.id} ({before.label}), "
                                f"which has not finished: see `hpci status {study_dir}`")
             if len(task_ids) == 1:
@@ -106,8 +107,9 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
             continue
         ran.append(tid)
     if errors:  # the element fails (so Slurm and status say so) after doing all it could
-        raise RuntimeError(f"{len(errors)} of {len(task_ids)} {stage} tasks failed: "
-                           + "; ".join(f"{tid}: {type(e).__name__}: {e}" for tid, e in errors)) from errors[0][1]
+        shown = "; ".join(f"{tid}: {type(e).__name__}: {e}" for tid, e in errors[:3])
+        more = f"; and {len(errors) - 3} more (see the log above)" if len(errors) > 3 else ""
+        raise RuntimeError(f"{len(errors)} of {len(task_ids)} {stage} tasks failed: {shown}{more}") from errors[0][1]
     return ran
 
 
