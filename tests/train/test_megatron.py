@@ -8,9 +8,6 @@ compatibility layer patches the process, which must not be pytest's). Multi-proc
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("megatron.core")
+
+from process_group import run_in_session  # noqa: E402
 
 from hpc_instruct.data.assets import SMOLLM2_GGUF, asset_path  # noqa: E402
 from hpc_instruct.train.megatron import convert  # noqa: E402
@@ -29,7 +28,6 @@ from hpc_instruct.train.megatron.model import (  # noqa: E402
 )
 from hpc_instruct.train.presets import ModelShape, preset  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("megatron_worker.py")
 LOGIT_TOL = 1e-4  # fp32, max abs over all logits
 LOSS_TOL = 1e-5  # per-token loss, different reduction orders across layouts
@@ -49,30 +47,9 @@ def run_worker(tmp_path: Path, nproc: int, scenario: str, *args: str, timeout: i
         str(out),
         *args,
     ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "PYTHONWARNINGS": "ignore",
-        "OMP_NUM_THREADS": "1" if nproc > 1 else "2",
-    }
-    # Own session: on timeout the whole group (torchrun, ranks, dist_checkpointing's Manager) is killed.
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{scenario} x{nproc} timed out after {timeout}s:\n{output[-4000:]}")
-    if proc.returncode != 0 or not out.exists():
-        pytest.fail(f"{scenario} x{nproc} failed (exit {proc.returncode}):\n{output[-4000:]}")
+    output = run_in_session(cmd, tmp_path, timeout, threads=1 if nproc > 1 else 2)
+    if not out.exists():
+        pytest.fail(f"{scenario} x{nproc} wrote no report:\n{output[-4000:]}")
     return json.loads(out.read_text())
 
 

@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from process_group import run_in_session
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("megatron.core")
 
-REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("train_worker.py")
 LOSS_TOL = 2e-5  # per-token loss across backends/layouts: fp32, different summation orders (measured ~1e-6)
 LOGIT_TOL = 1e-4
@@ -42,30 +39,7 @@ pytestmark = pytest.mark.slow
 
 def run(cmd: list[str], cwd: Path, timeout: int = 300, expect_ok: bool = True) -> str:
     """Run a command in its own session (on timeout the whole group is killed); return its output."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "PYTHONWARNINGS": "ignore",
-        "OMP_NUM_THREADS": "1",
-    }
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"timed out after {timeout}s: {' '.join(cmd)}\n{output[-4000:]}")
-    if expect_ok and proc.returncode != 0:
-        pytest.fail(f"exit {proc.returncode}: {' '.join(cmd)}\n{output[-4000:]}")
-    return output
+    return run_in_session(cmd, cwd, timeout, threads=1, expect_ok=expect_ok)
 
 
 def worker(study, out: Path, nproc: int, expect_ok: bool = True, **spec) -> str:
