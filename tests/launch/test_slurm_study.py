@@ -20,6 +20,7 @@ from hpc_instruct.launch.state import statuses
 from hpc_instruct.launch.study_files import write_study
 from hpc_instruct.launch.tasks import build_tasks
 from hpc_instruct.recipe.study import load_study
+from hpc_instruct.train.resume import ResumeStore
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 HPCI = str(Path(sys.executable).with_name("hpci"))
@@ -84,7 +85,7 @@ def _final_loss(trial_dir: Path) -> float:
 
 
 def test_preempted_training_resumes_with_the_same_final_loss(slurm_cluster, tmp_path):
-    common = (*SMALL, "sweep.curated.samples_per_ability=[16]", "sweep.synthetic=null", "training.min_steps=60",
+    common = (*SMALL, "sweep.curated.samples_per_ability=[16]", "sweep.synthetic=null", "training.min_steps=200",
               "evaluation.splits=[valid]", "training.resume_every_minutes=0.05")
     local = load_study(DEMO, (f"study.output_root={tmp_path / 'local'}", *common, "execution.executor=local"))
     from hpc_instruct.launch.local import run_local
@@ -100,18 +101,22 @@ def test_preempted_training_resumes_with_the_same_final_loss(slurm_cluster, tmp_
     report = submit_study(study, ex, SubmitOptions(slots_per_trial=1))
     train = next(s for s in report.submissions if s.stage == "train")
     layout = StudyLayout(study.directory)
+    trial = ex.trials[0]
+    store = ResumeStore(layout.checkpoints(trial.id), trial.id, keep_last=2)
     try:
-        log = rank_log(train)
-        deadline = time.time() + 300
-        while time.time() < deadline and "step" not in (log.read_text() if log.is_file() else ""):
-            time.sleep(1)
-        time.sleep(3)
+        # Preempt only once a resume checkpoint exists (waiting on the event, not on a clock): the requeued
+        # attempt must then resume from it, however slow this machine is.
+        deadline = time.time() + 600
+        while time.time() < deadline and not store.complete():
+            time.sleep(0.1)
+        first = store.newest()
+        assert first is not None, f"no resume checkpoint within 600 s: {rank_log(train)}"
+        assert first.state.step < first.state.total_steps, "the trial finished before it could be preempted"
         subprocess.run(["scontrol", "requeue", element_job(train)], check=True)  # preemption
         wait_for(study.directory)
         rows = {r.task.id: r for r in statuses(layout, build_tasks(study, ex))}
     finally:
         cancel_study(study.directory)
-    trial = ex.trials[0]
     assert rows[trial.id].status == "done"
     history = subprocess.run(["sacct", "-D", "-n", "-X", "-j", train.job_id, "--format=State"],
                              capture_output=True, text=True).stdout.split()
