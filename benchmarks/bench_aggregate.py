@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_aggregate.py              # the full size (about 5 minutes, ~6 GB in /tmp)
     .venv/bin/python benchmarks/bench_aggregate.py --items 50   # a quick smoke run (100,000 rows)
 
-Data: a simulated study (hpc_instruct.analyze.simulate, planted truth) with 25 trials x 4 checkpoints x 20 eval
+Data: a simulated study (tests/analyze/simulated_study.py, planted truth) with 25 trials x 4 checkpoints x 20 eval
 sets (10 abilities x valid/test) = 2,000 eval shards of 5,000 items each, written once into a temporary
 directory exactly as the eval stage writes them: full RESULT_SCHEMA Parquet rows, the layout's paths, atomic
 renames, `.done` markers. The same rows are then written once more as one JSON-lines file per shard with the
@@ -35,8 +35,10 @@ import polars as pl
 
 from hpc_instruct.analyze.aggregate import aggregate_study
 from hpc_instruct.analyze.selection import OVERALL
-from hpc_instruct.analyze.simulate import create_study
 from hpc_instruct.data.abilities import ABILITY_KEYS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "analyze"))  # the study simulator
+from simulated_study import create_study  # noqa: E402
 
 SEEDS, VOLUMES, EPOCHS = 5, (1, 2, 4, 8, 16), 4  # 25 trials x 4 checkpoints x 20 sets = 2,000 shards
 JSONL_FIELDS = [

@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.slurm import SubmitOptions, cancel_study, submit_study
 from hpc_instruct.launch.state import statuses, summary
 from hpc_instruct.launch.study_files import write_study
 from hpc_instruct.launch.tasks import build_tasks
 from hpc_instruct.recipe.study import load_study
+from hpc_instruct.study_dir import StudyDir
 
 ROOT = Path(__file__).resolve().parents[1]
 # 101 volumes x 9 seeds = 909 trials; each has 1 prepare task, 1 train task and 9 eval shards (nine abilities,
@@ -44,7 +44,7 @@ def main() -> None:
         submit_s = time.perf_counter() - t0
         try:
             t1 = time.perf_counter()
-            rows = statuses(StudyLayout(study.directory), tasks)
+            rows = statuses(StudyDir(study.directory), tasks)
             status_s = time.perf_counter() - t1
             counts = {k: dict(v) for k, v in summary(rows).items()}
         finally:

@@ -52,12 +52,11 @@ evaluation: {{include_base: false, checkpoints: last}}
 
 def prepare(root: Path, args) -> tuple[Path, str]:
     """A prepared demo mixture; returns (packed folder, tokenizer folder)."""
-    from hpc_instruct.data.prepare import prepared
-    from hpc_instruct.launch.layout import StudyLayout
     from hpc_instruct.launch.local import run_local
     from hpc_instruct.launch.study_files import write_study
-    from hpc_instruct.launch.tasks import mixture_id
     from hpc_instruct.recipe.study import load_study
+    from hpc_instruct.stages.prepare import mixture_id, read_prepared
+    from hpc_instruct.study_dir import StudyDir
 
     recipe = root / "recipe.yaml"
     recipe.write_text(
@@ -75,14 +74,14 @@ def prepare(root: Path, args) -> tuple[Path, str]:
     report = run_local(study, ex, progress=False, stages=("prepare",))
     if report.failed:
         raise SystemExit(f"prepare failed: {report.failed}")
-    layout = StudyLayout(study.directory.resolve())
-    info = prepared(layout, mixture_id(study, ex.trials[0]))
-    return layout.root / info["packed"], info["tokenizer"]
+    sdir = StudyDir(study.directory.resolve())
+    info = read_prepared(sdir, mixture_id(study, ex.trials[0]))
+    return sdir.root / info["packed"], info["tokenizer"]
 
 
 def start_process_group() -> None:
     """A one-rank gloo/NCCL group on a free port (other jobs on this machine may hold torchrun's 29500)."""
-    from hpc_instruct.launch import distributed
+    from hpc_instruct.train import distributed
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

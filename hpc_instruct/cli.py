@@ -123,13 +123,13 @@ def cmd_resubmit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from hpc_instruct.launch.layout import StudyLayout
     from hpc_instruct.launch.state import status_table, statuses, summary
     from hpc_instruct.launch.study_files import load_written
     from hpc_instruct.launch.tasks import build_tasks
+    from hpc_instruct.study_dir import StudyDir
 
     study = load_written(args.study)
-    rows = statuses(StudyLayout(study.directory), build_tasks(study, study.expand()))
+    rows = statuses(StudyDir(study.directory), build_tasks(study, study.expand()))
     if args.format == "json":
         out = {"summary": {k: dict(v) for k, v in summary(rows).items()},
                "tasks": [asdict(r.task) | {k: v for k, v in asdict(r).items() if k != "task"} for r in rows]}
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="dry run: every job of every stage, resources, outputs, GPU-hours",
                        description="Expand the study into trials and eval tasks and show what would be submitted: "
-                       "one array job per stage and resource shape, each trial's layout, steps, tokens and "
+                       "one array job per stage and resource shape, each trial's sdir, steps, tokens and "
                        "estimated GPU-hours (assumptions printed). Writes nothing; does not import torch.")
     _recipe_args(p)
     p.add_argument("--format", choices=("table", "json"), default="table")

@@ -27,22 +27,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hpc_instruct.analyze.bootstrap import group_items, interval
-from hpc_instruct.analyze.expected import (
-    BASE_CHECKPOINT,
-    SELECTED_CHECKPOINT,
-    StudyPlan,
-    load_plan,
-    plan_from_expansion,
-)
+from hpc_instruct.analyze.expected import StudyPlan, load_plan, plan_from_expansion
 from hpc_instruct.analyze.overall import normalise, overall_rows
 from hpc_instruct.analyze.result_rows import PROVENANCE_COLUMNS, read_rows
 from hpc_instruct.analyze.selection import mark_reported, select_checkpoints
 from hpc_instruct.analyze.shards import Completeness, ShardProblem, check_rows, find_trusted
 from hpc_instruct.atomic import atomic_path, write_json, write_marker
 from hpc_instruct.errors import UserError
-from hpc_instruct.launch.layout import StudyLayout
-from hpc_instruct.recipe.expand import Expansion
-from hpc_instruct.recipe.hashing import digest
+from hpc_instruct.expansion import Expansion
+from hpc_instruct.hashing import digest
+from hpc_instruct.study_dir import BASE, SELECTED, StudyDir, parse_epoch
 
 log = logging.getLogger(__name__)
 AGGREGATE_VERSION = "aggregate-1"  # bump when scores.parquet changes meaning
@@ -101,10 +95,10 @@ def aggregate_study(
         plan = load_plan(study_dir)
     elif not isinstance(plan, StudyPlan):  # an Expansion: same content as plan.json, without data facts
         plan = plan_from_expansion(plan, study_dir.name)
-    layout = StudyLayout(study_dir)
+    sdir = StudyDir(study_dir)
     trusted, problems = find_trusted(study_dir, plan)
     shards = [plan.shards[i] for i in trusted]
-    summary, rows = read_rows([s.path(layout) for s in shards], engine)
+    summary, rows = read_rows([sdir.eval_shard(s) for s in shards], engine)
     good, row_problems = check_rows(study_dir, shards, summary)
     problems += row_problems
 
@@ -197,7 +191,7 @@ def aggregate_study(
             AGGREGATE_VERSION,
             plan.study,
             plan.fingerprint,
-            sorted(s.task_id for s, ok in zip(shards, good, strict=True) if ok),
+            sorted(s.id for s, ok in zip(shards, good, strict=True) if ok),
             n_boot,
             seed,
         ]
@@ -208,7 +202,7 @@ def aggregate_study(
             raise IncompleteStudyError(
                 f"{study_dir}: refusing to aggregate an incomplete study:\n" + completeness.summary(limit=50)
             )
-    path = _write(layout, scores, selection, completeness, inputs_id) if write else None
+    path = _write(sdir, scores, selection, completeness, inputs_id) if write else None
     return AggregateResult(
         study_dir, plan, scores, selection, completeness, provenance, params, inputs_id, path, replicates
     )
@@ -225,15 +219,15 @@ def _effective_checkpoints(group_keys, file_group, good_files, summary) -> list[
     out = []
     for g, (_, ckpt, _, _) in enumerate(group_keys):
         seen = sorted(found.get(g, set()), key=str)
-        if ckpt == SELECTED_CHECKPOINT:
+        if ckpt == SELECTED:
             name, epoch, rule = (
-                seen[0] if len(seen) == 1 else ("selected?" if seen else SELECTED_CHECKPOINT, -1, "")
+                seen[0] if len(seen) == 1 else ("selected?" if seen else SELECTED, -1, "")
             )
             out.append((str(name), int(epoch) if epoch is not None else -1, str(rule)))
-        elif ckpt == BASE_CHECKPOINT:
+        elif ckpt == BASE:
             out.append((ckpt, 0, ""))
         else:
-            out.append((ckpt, int(ckpt.split("-")[-1]), seen[0][2] if len(seen) == 1 else ""))
+            out.append((ckpt, parse_epoch(ckpt), seen[0][2] if len(seen) == 1 else ""))
     return out
 
 
@@ -322,14 +316,14 @@ def _provenance(summary, good_files) -> dict[str, tuple[str, ...]]:
 
 
 def _write(
-    layout: StudyLayout,
+    sdir: StudyDir,
     scores: pd.DataFrame,
     selection: pd.DataFrame,
     completeness: Completeness,
     inputs_id: str,
 ) -> Path:
     """results/scores.parquet (+ .done marker naming the inputs), selection.parquet, completeness.json."""
-    results = layout.results
+    results = sdir.results
     path = results / "scores.parquet"
     for target, frame in ((results / "selection.parquet", selection), (path, scores)):
         with atomic_path(target) as tmp:

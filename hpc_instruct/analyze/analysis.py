@@ -22,7 +22,7 @@ from hpc_instruct.analyze.sensitivity import Sensitivity, sensitivity
 from hpc_instruct.analyze.transfer import Transfer, transfer
 from hpc_instruct.atomic import write_json, write_text
 from hpc_instruct.errors import UserError
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def plan_allocation(
         )
     result = allocation_for(agg, curves, budget, model or curated[-1], weights, caps, extrapolate)
     if write:
-        results = StudyLayout(Path(study_dir)).results
+        results = StudyDir(Path(study_dir)).results
         write_text(results / f"allocation-{budget}.yaml", result.recipe_snippet)
         write_json(results / f"allocation-{budget}.json", allocation_json(result))
     return result

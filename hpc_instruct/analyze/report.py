@@ -26,7 +26,7 @@ from hpc_instruct.analyze.curves import overall_first
 from hpc_instruct.analyze.plots import Figure, growth_figure, sensitivity_figure, transfer_figure
 from hpc_instruct.analyze.report_content import Section, findings, provenance, sections
 from hpc_instruct.atomic import atomic_path, write_text
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def write_report(
     under `results/`; returns the HTML path. `smooth`: the paper's display smoothing of growth lines."""
     study_dir = Path(study_dir)
     a = analysis or analyze_study(study_dir, budget=budget)
-    results = StudyLayout(study_dir).results
+    results = StudyDir(study_dir).results
     plots = results / "plots"
     panels = overall_first(a.plan.abilities) + list(a.plan.out_of_domain)
     made = [

@@ -16,7 +16,7 @@ import pandas as pd
 from hpc_instruct import __version__
 from hpc_instruct.analyze.analysis import Analysis
 from hpc_instruct.analyze.selection import OVERALL
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 ANALYSIS_LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy", "matplotlib", "duckdb")
 
@@ -203,8 +203,8 @@ def sections(a: Analysis) -> list[Section]:
 
 def provenance(a: Analysis, study_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     """The resolved recipe text and (name, value) facts: data, hashes and versions found in the rows."""
-    layout = StudyLayout(study_dir)
-    recipe = layout.recipe.read_text(encoding="utf-8") if layout.recipe.is_file() else "(no study.yaml)"
+    sdir = StudyDir(study_dir)
+    recipe = sdir.recipe.read_text(encoding="utf-8") if sdir.recipe.is_file() else "(no study.yaml)"
     facts = [
         ("study", a.plan.study),
         ("plan data fingerprint", a.plan.fingerprint),

@@ -1,8 +1,6 @@
 """Checkpoint selection: choose each trial's checkpoint on the valid split, report it on test, record the choice.
 
-The rule (the paper did not record which checkpoint it reported): the epoch with the highest mean valid
-accuracy over the study's abilities, ties going to the later epoch (more training at equal validation score).
-Only epochs whose valid scores are complete for every ability compete. Two ways the test rows arrive:
+The rule is `hpc_instruct.evaluate.selection`'s (the one the eval writer uses for `selected` shards). Only epochs whose valid scores are complete for every ability compete. Two ways the test rows arrive:
 - `test_on: all`: every checkpoint was tested; the rows of the chosen epoch are the reported ones.
 - `test_on: selected`: the eval writer already chose (its rows carry the chosen epoch in `checkpoint`/`epoch`
   and the rule in `selection_rule`); we recompute the choice from valid rows and flag any disagreement.
@@ -14,9 +12,11 @@ import math
 
 import pandas as pd
 
-from hpc_instruct.analyze.expected import BASE_CHECKPOINT, SELECTED_CHECKPOINT, StudyPlan
+from hpc_instruct.analyze.expected import StudyPlan
+from hpc_instruct.evaluate.selection import SELECTION_RULE, best_epoch
+from hpc_instruct.expansion import BASE_SOURCE
+from hpc_instruct.study_dir import BASE, SELECTED, epoch_name
 
-SELECTION_RULE = "max mean valid accuracy over abilities (ties: later epoch)"
 LAST_RULE = "last checkpoint (no valid split evaluated)"
 OVERALL = "overall"  # the ability name of the mean-over-abilities rows
 
@@ -28,15 +28,15 @@ def select_checkpoints(scores: pd.DataFrame, plan: StudyPlan) -> pd.DataFrame:
         (scores["split"] == "valid")
         & (scores["ability"] == OVERALL)
         & scores["complete"]
-        & (scores["planned_checkpoint"] != SELECTED_CHECKPOINT)
+        & (scores["planned_checkpoint"] != SELECTED)
     ]
     by_trial = {k: g for k, g in valid.groupby("trial_id")}
-    writer = scores[scores["planned_checkpoint"] == SELECTED_CHECKPOINT]
+    writer = scores[scores["planned_checkpoint"] == SELECTED]
     writer_epochs = writer.groupby("trial_id")["epoch"].agg(lambda s: sorted({int(e) for e in s if e >= 0}))
     has_valid = "valid" in plan.splits
     out = []
     for trial in plan.trials:
-        if trial.source == "base":
+        if trial.source == BASE_SOURCE:
             continue
         row = {
             "trial_id": trial.id,
@@ -54,21 +54,19 @@ def select_checkpoints(scores: pd.DataFrame, plan: StudyPlan) -> pd.DataFrame:
         if not has_valid and trial.checkpoints:
             row["chosen_epoch"] = trial.checkpoints[-1]
         elif candidates is not None and len(candidates):
-            ranked = sorted(
-                zip(candidates["accuracy"].round(9), candidates["epoch"].astype(int), strict=True)
-            )
-            best_acc, best_epoch = ranked[-1]
-            row.update(chosen_epoch=best_epoch, valid_mean=float(best_acc), epochs_compared=len(ranked))
-            missing = len(trial.checkpoints) - len(ranked)
+            pairs = list(zip(candidates["epoch"].astype(int), candidates["accuracy"], strict=True))
+            chosen, acc = best_epoch(pairs)
+            row.update(chosen_epoch=chosen, valid_mean=float(acc), epochs_compared=len(pairs))
+            missing = len(trial.checkpoints) - len(pairs)
             if missing > 0:
                 row["note"] = f"{missing} epoch(s) without complete valid scores did not compete"
         else:
             row["note"] = "no epoch has complete valid scores for every ability"
         if row["chosen_epoch"] >= 0:
-            row["chosen_checkpoint"] = f"epoch-{row['chosen_epoch']:03d}"
+            row["chosen_checkpoint"] = epoch_name(row["chosen_epoch"])
         epochs = writer_epochs.get(trial.id, [])
         if epochs:
-            row["writer_checkpoint"] = ", ".join(f"epoch-{e:03d}" for e in epochs)
+            row["writer_checkpoint"] = ", ".join(epoch_name(e) for e in epochs)
             row["agrees"] = epochs == [row["chosen_epoch"]]
             if not row["agrees"]:
                 row["note"] = (row["note"] + "; " if row["note"] else "") + (
@@ -97,9 +95,9 @@ def mark_reported(scores: pd.DataFrame, selection: pd.DataFrame, plan: StudyPlan
     score for the report: test split, or valid when a study has no test split; base models as they are)."""
     chosen = dict(zip(selection["trial_id"], selection["chosen_checkpoint"], strict=True))
     report_split = "test" if "test" in plan.splits else "valid"
-    is_base = scores["planned_checkpoint"] == BASE_CHECKPOINT
+    is_base = scores["planned_checkpoint"] == BASE
     at_choice = scores["checkpoint"] == scores["trial_id"].map(chosen)
-    writer_chose = scores["planned_checkpoint"] == SELECTED_CHECKPOINT
+    writer_chose = scores["planned_checkpoint"] == SELECTED
     scores = scores.copy()
     scores["selected"] = is_base | at_choice | writer_chose
     tested_by_writer = set(scores.loc[writer_chose, "trial_id"])

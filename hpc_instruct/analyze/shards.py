@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpc_instruct.analyze.expected import SELECTED_CHECKPOINT, PlannedShard, StudyPlan
+from hpc_instruct.analyze.expected import StudyPlan
 from hpc_instruct.analyze.result_rows import FileSummary
 from hpc_instruct.atomic import MARKER_SUFFIX, read_marker
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.expansion import EvalTask
+from hpc_instruct.study_dir import SELECTED, StudyDir
 
 # Problem kinds, in the order a researcher should look at them.
 KINDS = {
@@ -82,11 +83,11 @@ def find_trusted(study_dir: Path, plan: StudyPlan) -> tuple[list[int], list[Shar
 
     One walk of `eval/` finds every file; markers are read only for planned shards whose file exists.
     """
-    layout = StudyLayout(study_dir)
+    sdir = StudyDir(study_dir)
     on_disk: set[str] = set()
     markers: set[str] = set()
-    if layout.eval_root.is_dir():
-        for folder, _, names in os.walk(layout.eval_root):
+    if sdir.eval_root.is_dir():
+        for folder, _, names in os.walk(sdir.eval_root):
             for name in names:
                 if name.startswith("."):  # a temporary file of a write in progress
                     continue
@@ -98,7 +99,7 @@ def find_trusted(study_dir: Path, plan: StudyPlan) -> tuple[list[int], list[Shar
     problems: list[ShardProblem] = []
     planned: set[str] = set()
     for i, shard in enumerate(plan.shards):
-        path = str(shard.path(layout))
+        path = str(sdir.eval_shard(shard))
         planned.add(path)
         rel = _rel(path, study_dir)
         if path not in on_disk:
@@ -106,19 +107,19 @@ def find_trusted(study_dir: Path, plan: StudyPlan) -> tuple[list[int], list[Shar
                 ShardProblem(
                     "missing",
                     rel,
-                    shard.task_id,
+                    shard.id,
                     f"{shard.eval_set} {shard.checkpoint} shard {shard.shard + 1}/{shard.shards}",
                 )
             )
         elif path not in markers:
-            problems.append(ShardProblem("no_marker", rel, shard.task_id, "no .done marker"))
+            problems.append(ShardProblem("no_marker", rel, shard.id, "no .done marker"))
         else:
             marker = read_marker(path)
             found = marker.get("id") if marker else None
-            if found == shard.task_id:
+            if found == shard.id:
                 trusted.append(i)
             else:
-                problems.append(ShardProblem("stale_marker", rel, shard.task_id, f"marker names {found!r}"))
+                problems.append(ShardProblem("stale_marker", rel, shard.id, f"marker names {found!r}"))
     for path in sorted(on_disk - planned):
         problems.append(
             ShardProblem("unexpected_file", _rel(path, study_dir), "", "not in plan.json; ignored")
@@ -127,10 +128,10 @@ def find_trusted(study_dir: Path, plan: StudyPlan) -> tuple[list[int], list[Shar
 
 
 def check_rows(
-    study_dir: Path, shards: list[PlannedShard], summary: FileSummary
+    study_dir: Path, shards: list[EvalTask], summary: FileSummary
 ) -> tuple[list[bool], list[ShardProblem]]:
     """Per read shard: do its rows agree with its task? (`summary` is aligned with `shards`.)"""
-    layout = StudyLayout(study_dir)
+    sdir = StudyDir(study_dir)
     good: list[bool] = []
     problems: list[ShardProblem] = []
     for i, shard in enumerate(shards):
@@ -140,13 +141,13 @@ def check_rows(
             kind = "unreadable" if i in summary.unreadable else "bad_rows"
             problems.append(
                 ShardProblem(
-                    kind, _rel(str(shard.path(layout)), study_dir), shard.task_id, "; ".join(reasons)
+                    kind, _rel(str(sdir.eval_shard(shard)), study_dir), shard.id, "; ".join(reasons)
                 )
             )
     return good, problems
 
 
-def _row_reasons(shard: PlannedShard, s: FileSummary, i: int) -> list[str]:
+def _row_reasons(shard: EvalTask, s: FileSummary, i: int) -> list[str]:
     if i in s.unreadable:
         return [s.unreadable[i]]
     expected = shard.stop - shard.start
@@ -160,11 +161,11 @@ def _row_reasons(shard: PlannedShard, s: FileSummary, i: int) -> list[str]:
             reasons.append(
                 f"{column} varies within the shard ({s.low[column][i]!r} .. {s.high[column][i]!r})"
             )
-    if s.low["eval_task_id"][i] != shard.task_id:
+    if s.low["eval_task_id"][i] != shard.id:
         reasons.append(f"rows name task {s.low['eval_task_id'][i]!r}")
-    if shard.checkpoint != SELECTED_CHECKPOINT and s.low["checkpoint"][i] != shard.checkpoint:
+    if shard.checkpoint != SELECTED and s.low["checkpoint"][i] != shard.checkpoint:
         reasons.append(f"rows name checkpoint {s.low['checkpoint'][i]!r}, path says {shard.checkpoint!r}")
-    if shard.checkpoint == SELECTED_CHECKPOINT and not str(s.low["checkpoint"][i] or "").startswith("epoch-"):
+    if shard.checkpoint == SELECTED and not str(s.low["checkpoint"][i] or "").startswith("epoch-"):
         reasons.append(f"selected-checkpoint rows name {s.low['checkpoint'][i]!r}, not the chosen epoch")
     if int(s.item_min[i]) < shard.start or int(s.item_max[i]) >= shard.stop:
         reasons.append(

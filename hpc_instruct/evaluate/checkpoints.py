@@ -1,14 +1,15 @@
 """Which weights an eval task evaluates, and loading them as a transformers model with the study's template.
 
 Checkpoint names in eval tasks:
-- `epoch-NNN`: the HF folder the train task exported for that epoch (`StudyLayout.export`, with tokenizer files;
+- `epoch-NNN`: the HF folder the train task exported for that epoch (`StudyDir.export`, with tokenizer files;
   complete when its `<folder>.done` marker exists).
-- `base`: the untrained model. A model with `path` is read from there (an HF folder, or a `.gguf` file,
-  dequantised to fp32); a size preset is the seeded random init that training starts from
-  (`hpc_instruct.train.weights.initial_weights`, seed = the sweep's first seed), with the study tokenizer.
-  When the DoIT template adds `<user>/<assistant>/<eot>` to a base tokenizer, the new embedding and output
-  rows are the mean of the existing rows, as training grows them, so base and epoch 0 of training agree.
-- `selected`: the epoch chosen on the valid split (`select_epoch`), then loaded as `epoch-NNN`.
+- `base`: the untrained model (the eval stage resolves it, `hpc_instruct.stages.eval.base_checkpoint`). A
+  model with `path` is read from there (an HF folder, or a `.gguf` file, dequantised to fp32); a size preset is
+  the seeded random init that training starts from (`preset_model`), with the study tokenizer. When the DoIT
+  template adds `<user>/<assistant>/<eot>` to a base tokenizer, the new embedding and output rows are the mean
+  of the existing rows, as training grows them, so base and epoch 0 of training agree.
+- `selected`: the epoch chosen on the valid split (`select_epoch`, with `hpc_instruct.evaluate.selection`'s
+  rule), then loaded as `epoch-NNN`.
 
 Loaded models are cached in the process (one at a time): an array element that runs several shards of one
 checkpoint loads it once. Future work: evaluating models too large for one GPU from Megatron checkpoints with
@@ -27,13 +28,12 @@ from typing import Any
 
 from hpc_instruct.atomic import is_done, read_marker
 from hpc_instruct.evaluate.results import read_shard
-from hpc_instruct.recipe.expand import EvalTask
+from hpc_instruct.evaluate.selection import best_epoch
+from hpc_instruct.expansion import EvalTask, Expansion, Trial
+from hpc_instruct.study_dir import StudyDir, epoch_name, parse_epoch
 
 log = logging.getLogger(__name__)
 
-SELECTION_RULE = "max mean valid accuracy over abilities (ties: later epoch)"
-BASE = "base"
-SELECTED = "selected"
 
 
 class CheckpointUnavailable(RuntimeError):
@@ -63,9 +63,8 @@ class EpochScore:
     per_ability: tuple[tuple[str, float], ...]
 
 
-def epoch_checkpoint(layout, trial, epoch: int, rule: str = "") -> Checkpoint:
+def epoch_checkpoint(folder: Path, trial: Trial, epoch: int, rule: str = "") -> Checkpoint:
     """The exported HF folder of `trial` at `epoch`; raises CheckpointUnavailable until it is complete."""
-    folder = layout.export(trial.id, epoch)
     if not is_done(folder, trial.id):  # the train task writes the folder, then its marker naming the trial
         raise CheckpointUnavailable(
             f"trial {trial.label} ({trial.id}) has no complete export for epoch {epoch} at {folder} "
@@ -73,29 +72,11 @@ def epoch_checkpoint(layout, trial, epoch: int, rule: str = "") -> Checkpoint:
         )
     facts = read_marker(folder) or {}
     step = int(facts.get("step", epoch * trial.steps_per_epoch))
-    return Checkpoint(f"epoch-{epoch:03d}", epoch, step, rule, "export", str(folder), str(folder))
-
-
-def base_checkpoint(study, layout, model_name: str) -> Checkpoint:
-    """The untrained model `model_name` of the study (see the module docstring)."""
-    from hpc_instruct.data.prepare import data_root, ensure_study_tokenizer, tokenizer_source
-
-    m = next(x for x in study.recipe.models if x.name == model_name)
-    seed = study.recipe.sweep.seeds[0] if study.recipe.sweep.seeds else 0
-    tokenizer = tokenizer_source(study, layout, m)
-    if tokenizer == str(layout.root / "tokenizer"):  # base shards do not wait for the prepare stage
-        ensure_study_tokenizer(study, layout, data_root(study, layout))
-    if m.path:
-        path = Path(m.path)
-        kind = "gguf" if path.suffix == ".gguf" else "hf"
-        if kind == "gguf" and not m.tokenizer:
-            tokenizer = str(path)
-        return Checkpoint(BASE, 0, 0, "", kind, str(path), tokenizer, seed)
-    return Checkpoint(BASE, 0, 0, "", "preset", "", tokenizer, seed)
+    return Checkpoint(epoch_name(epoch), epoch, step, rule, "export", str(folder), str(folder))
 
 
 def select_epoch(
-    layout, expansion, trial, abilities: tuple[str, ...], partial: bool = False
+    sdir: StudyDir, expansion: Expansion, trial: Trial, abilities: tuple[str, ...], partial: bool = False
 ) -> tuple[int, list[EpochScore]]:
     """The epoch with the highest mean valid accuracy over `abilities`; ties go to the later epoch.
 
@@ -105,19 +86,15 @@ def select_epoch(
     Returns the chosen epoch and every competing epoch's score (for the log).
     """
     by_epoch: dict[int, list[EvalTask]] = {}
-    for e in expansion.eval_tasks:
-        if (
-            e.trial == trial.id
-            and e.split == "valid"
-            and e.checkpoint.startswith("epoch-")
-            and e.ability in abilities
-        ):
-            by_epoch.setdefault(int(e.checkpoint.split("-")[1]), []).append(e)
+    for e in expansion.eval_tasks_of(trial.id):
+        epoch = parse_epoch(e.checkpoint)
+        if e.split == "valid" and epoch is not None and e.ability in abilities:
+            by_epoch.setdefault(epoch, []).append(e)
     scores: list[EpochScore] = []
     missing: list[str] = []
     for epoch, tasks in sorted(by_epoch.items()):
         paths = [
-            layout.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards) for e in tasks
+            sdir.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards) for e in tasks
         ]
         absent = [str(p) for p, e in zip(paths, tasks, strict=True) if not is_done(p, e.id)]
         if absent:
@@ -137,8 +114,8 @@ def select_epoch(
             f"cannot select a checkpoint of trial {trial.label} ({trial.id}): valid results incomplete "
             f"({len(missing)} valid shards missing, e.g. {missing[:2]}); run its valid eval tasks first"
         )
-    best = max(scores, key=lambda s: (round(s.mean_accuracy, 9), s.epoch))
-    return best.epoch, scores
+    epoch, _ = best_epoch((s.epoch, s.mean_accuracy) for s in scores)
+    return epoch, scores
 
 
 def _counts(table) -> list[tuple[str, int, int]]:

@@ -26,7 +26,7 @@ from hpc_instruct.evaluate.results import (
     shard_files,
     write_shard,
 )
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ def rescore_study(
         mode: "doit" or "lenient" to rescore every row in that parse mode; None keeps each row's recorded mode.
         dry_run: compute and report, write nothing.
     """
-    layout = StudyLayout(Path(study_dir))
+    sdir = StudyDir(Path(study_dir))
     shards = rewritten = rows = changed_rows = changed_parse = 0
     skipped: list[str] = []
-    for path in shard_files(layout.eval_root):
+    for path in shard_files(sdir.eval_root):
         marker = read_marker(path)
         if marker is None or "id" not in marker:
-            skipped.append(str(path.relative_to(layout.root)))
+            skipped.append(str(path.relative_to(sdir.root)))
             continue
         table = read_shard(path)
         new = rescored_columns(table, mode)

@@ -1,91 +1,54 @@
 """Running tasks: the single entry point behind every executor (local, debug, Slurm/submitit, plain sbatch).
 
 An array element runs a list of task ids of one stage: each is skipped when its marker says done, otherwise
-the stage's function runs it. Stage functions live with their concern and are imported lazily:
-    prepare -> hpc_instruct.data.prepare:run_prepare      train -> hpc_instruct.train.task:run_train
-    eval    -> hpc_instruct.evaluate.task:run_eval        aggregate -> hpc_instruct.analyze.task:run_aggregate
+the stage (`hpc_instruct.stages.STAGES`, an explicit registry) runs it with a `TaskContext`.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch.tasks import Task, build_tasks
-from hpc_instruct.recipe.expand import EvalTask, Expansion, Trial
 from hpc_instruct.recipe.study import Study, load_study
+from hpc_instruct.stages import STAGES
+from hpc_instruct.stages.context import TaskContext
+from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
-
-STAGE_FUNCTIONS = {
-    "prepare": "hpc_instruct.data.prepare:run_prepare",
-    "train": "hpc_instruct.train.task:run_train",
-    "eval": "hpc_instruct.evaluate.task:run_eval",
-    "aggregate": "hpc_instruct.analyze.task:run_aggregate",
-}
-
-
-@dataclass(frozen=True)
-class TaskContext:
-    """Everything a stage function needs: the study, its directory, the expansion, and the task."""
-
-    study: Study
-    layout: StudyLayout
-    expansion: Expansion
-    task: Task
-
-    @property
-    def output(self) -> Path:
-        return self.layout.root / self.task.output
-
-    def trial(self, trial_id: str | None = None) -> Trial:
-        tid = trial_id or self.task.id
-        return next(t for t in self.expansion.trials if t.id == tid)
-
-    def eval_task(self) -> EvalTask:
-        return next(e for e in self.expansion.eval_tasks if e.id == self.task.id)
-
-    def trials_of_mixture(self) -> list[Trial]:
-        """Trials whose training data this prepare task produces."""
-        tasks = self.tasks
-        return [self.trial(t.id) for t in tasks if t.stage == "train" and t.after == self.task.id]
-
-    @functools.cached_property
-    def tasks(self) -> list[Task]:
-        return build_tasks(self.study, self.expansion)
 
 
 @functools.cache
 def _load(study_dir: str) -> tuple[Study, Expansion, dict[str, Task]]:
-    study = load_study(Path(study_dir) / "study.yaml")
+    study = load_study(StudyDir(Path(study_dir)).recipe)
     ex = study.expand()
     return study, ex, {t.id: t for t in build_tasks(study, ex)}
 
 
-def stage_function(stage: str):
-    module, _, name = STAGE_FUNCTIONS[stage].partition(":")
-    return getattr(importlib.import_module(module), name)
+def task_context(study_dir: str, task_id: str) -> TaskContext:
+    """What the stage of task `task_id` of the study at `study_dir` runs with."""
+    study, ex, tasks = _load(str(study_dir))
+    task, sdir = tasks[task_id], StudyDir(Path(study_dir))
+    return TaskContext(study, sdir, ex, task.id, sdir.root / task.output, task.after)
 
 
 def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
     """Run the given tasks of one stage in order; returns the ids that ran (not skipped as done)."""
     study, ex, tasks = _load(str(study_dir))
-    layout = StudyLayout(Path(study_dir))
+    sdir = StudyDir(Path(study_dir))
     ran, errors = [], []
     for tid in task_ids:
         task = tasks.get(tid)
         if task is None:
             raise KeyError(f"task {tid} is not in the study's current plan (recipe changed since submission?)")
-        if task.done(layout):
+        if task.done(sdir):
             log.info("skip %s %s: done", stage, tid)
             continue
         before = tasks.get(task.after) if stage == "train" else None
-        if before is not None and not before.done(layout):
+        if before is not None and not before.done(sdir):
             # Slurm starts a train array `afterany` its prepare array, so one failed mixture does not cancel
             # every trial: the trial whose own mixture is missing fails here, with the reason. (An eval task
             # checks the checkpoint export it reads itself.)
@@ -98,7 +61,7 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
             continue
         log.info("run %s %s (%s)", stage, tid, task.label)
         try:
-            stage_function(stage)(TaskContext(study, layout, ex, task))
+            STAGES[stage](task_context(study_dir, tid))
         except Exception as exc:
             if len(task_ids) == 1:
                 raise

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch.entry import run_tasks
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.state import Submission, clear_local_failure, record_local_failure, record_submission
 from hpc_instruct.launch.tasks import STAGES, Task, build_tasks
-from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +41,20 @@ class LocalReport:
 def ranks_of(task: Task, ex: Expansion) -> int:
     if task.stage != "train":
         return 1
-    t = next(t for t in ex.trials if t.id == task.id)
+    t = ex.trial(task.id)
     return t.tp * t.pp * t.dp
 
 
 def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = False, progress: bool = True,
               stages: tuple[str, ...] = STAGES) -> LocalReport:
-    layout = StudyLayout(study.directory.resolve())
+    sdir = StudyDir(study.directory.resolve())
     tasks = build_tasks(study, ex)
     start = time.time()
     ran, skipped, failed, blocked = 0, 0, [], []
     bad: set[str] = set()  # ids that failed or were blocked: their dependents cannot run
     for stage in stages:
         todo = [t for t in tasks if t.stage == stage]
-        done = [t for t in todo if t.done(layout)]
+        done = [t for t in todo if t.done(sdir)]
         skipped += len(done)
         todo = [t for t in todo if t not in done]
         runnable = []
@@ -66,30 +66,30 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
                 runnable.append(t)
         if not runnable:
             continue
-        record_submission(layout, Submission(stage, "local", f"local-{int(start)}", [[t.id] for t in runnable],
-                                             "debug" if debug else "local", str(layout.logs / "local" / stage)))
+        record_submission(sdir, Submission(stage, "local", f"local-{int(start)}", [[t.id] for t in runnable],
+                                             "debug" if debug else "local", str(sdir.logs / "local" / stage)))
         bar = tqdm(total=len(runnable), desc=f"{stage:<9}", unit="task", disable=not progress, leave=True)
         # Test-on-selected shards need every valid shard of their trial first: they form a second wave.
-        waves = [[t for t in runnable if "/selected/" not in t.label], [t for t in runnable if "/selected/" in t.label]]
+        waves = [[t for t in runnable if not t.waits_for_selection], [t for t in runnable if t.waits_for_selection]]
         for wave in waves:
             if debug:
                 for t in wave:
-                    _run_debug(layout, t, bad, failed)
+                    _run_debug(sdir, t, bad, failed)
                     bar.update(1)
             elif wave:
-                _run_pool(layout, ex, _units(wave), parallelism, bad, failed, bar)
+                _run_pool(sdir, ex, _units(wave), parallelism, bad, failed, bar)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
 
 
-def _run_debug(layout: StudyLayout, t: Task, bad: set[str], failed: list[str]) -> None:
+def _run_debug(sdir: StudyDir, t: Task, bad: set[str], failed: list[str]) -> None:
     try:
-        run_tasks(str(layout.root), t.stage, [t.id])
-        clear_local_failure(layout, t)
+        run_tasks(str(sdir.root), t.stage, [t.id])
+        clear_local_failure(sdir, t)
     except Exception as exc:  # noqa: BLE001 - a task failure is recorded, the study goes on
         log.exception("%s %s failed", t.stage, t.id)
-        record_local_failure(layout, t, f"{type(exc).__name__}: {exc}", "(debug executor: see the console)")
+        record_local_failure(sdir, t, f"{type(exc).__name__}: {exc}", "(debug executor: see the console)")
         failed.append(f"{t.stage} {t.id} ({t.label}): {type(exc).__name__}: {exc}")
         bad.add(t.id)
 
@@ -99,19 +99,19 @@ def _units(tasks: list[Task]) -> list[list[Task]]:
     and model loading dominate small shards); every other task runs alone."""
     units: dict[str, list[Task]] = {}
     for t in tasks:
-        key = "/".join(t.label.split("/")[:2]) if t.stage == "eval" else t.id
+        key = f"{t.owner}/{t.checkpoint}" if t.stage == "eval" else t.id
         units.setdefault(key, []).append(t)
     return list(units.values())
 
 
-def _command(layout: StudyLayout, unit: list[Task], ranks: int) -> list[str]:
-    entry = ["-m", "hpc_instruct.launch.entry", unit[0].stage, str(layout.root), *(t.id for t in unit)]
+def _command(sdir: StudyDir, unit: list[Task], ranks: int) -> list[str]:
+    entry = ["-m", "hpc_instruct.launch.entry", unit[0].stage, str(sdir.root), *(t.id for t in unit)]
     if ranks > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
     return [sys.executable, *entry]
 
 
-def _run_pool(layout: StudyLayout, ex: Expansion, units: list[list[Task]], parallelism: int, bad: set[str],
+def _run_pool(sdir: StudyDir, ex: Expansion, units: list[list[Task]], parallelism: int, bad: set[str],
               failed: list[str], bar) -> None:
     """Run units as subprocesses, keeping at most `parallelism` ranks busy (a wider task runs alone)."""
     queue = list(units)
@@ -125,13 +125,13 @@ def _run_pool(layout: StudyLayout, ex: Expansion, units: list[list[Task]], paral
                 break
             unit = queue.pop(0)
             ranks = ranks_of(unit[0], ex)
-            log_path = layout.logs / "local" / unit[0].stage / f"{unit[0].id}.log"
+            log_path = sdir.logs / "local" / unit[0].stage / f"{unit[0].id}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             threads = max(1, cores // max(parallelism, ranks))
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HPCI_THREADS": str(threads),
                    "PYTHONUNBUFFERED": "1"}
             with open(log_path, "w") as fh:
-                proc = subprocess.Popen(_command(layout, unit, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(_command(sdir, unit, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
             running.append((unit, proc, log_path, need))
             busy += need
         time.sleep(0.05)
@@ -142,12 +142,12 @@ def _run_pool(layout: StudyLayout, ex: Expansion, units: list[list[Task]], paral
             running.remove(item)
             bar.update(len(unit))
             for t in unit:
-                if t.done(layout):
-                    clear_local_failure(layout, t)
+                if t.done(sdir):
+                    clear_local_failure(sdir, t)
                     continue
                 reason = f"exit code {proc.returncode}" if proc.returncode else "finished without writing its output"
                 last = _last_error_line(log_path)
-                record_local_failure(layout, t, f"{reason}: {last}" if last else reason, str(log_path))
+                record_local_failure(sdir, t, f"{reason}: {last}" if last else reason, str(log_path))
                 failed.append(f"{t.stage} {t.id} ({t.label}): {reason}; log {log_path}")
                 bad.add(t.id)
 

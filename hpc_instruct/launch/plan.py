@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
+from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch.tasks import EVAL_WEIGHTS_GB_PER_GPU, STAGES, Task, build_tasks, resources
-from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.study import Study
 
 
@@ -42,14 +42,13 @@ def stage_jobs(study: Study, ex: Expansion) -> list[StageJob]:
     groups: dict[tuple[str, str], list[Task]] = defaultdict(list)
     for task in build_tasks(study, ex):
         groups[(task.stage, task.group)].append(task)
-    owner_model = {t.id: t.model for t in ex.trials} | {b.id: b.model for b in ex.baselines}
     jobs = []
     for (stage, group), tasks in sorted(groups.items(), key=lambda kv: (STAGES.index(kv[0][0]), kv[0][1])):
         r = resources(study, stage, group)
         if stage == "train":
-            covers = f"{len(tasks)} trials of " + ", ".join(sorted({owner_model[t.id] for t in tasks}))
+            covers = f"{len(tasks)} trials of " + ", ".join(sorted({ex.owner(t.owner).model for t in tasks}))
         elif stage == "eval":
-            covers = f"{len(tasks)} shards of " + ", ".join(sorted({owner_model[t.label.split('/')[0]] for t in tasks}))
+            covers = f"{len(tasks)} shards of " + ", ".join(sorted({ex.owner(t.owner).model for t in tasks}))
         elif stage == "prepare":
             covers = f"{len(tasks)} mixtures: sample, tokenize, pack"
         else:
@@ -124,7 +123,7 @@ def plan_table(study: Study, ex: Expansion, every_eval_task: bool = False) -> st
     rows = [[t.id, " = ".join((t.label,) + t.also), t.size, t.source, t.total_samples, t.seed, t.nodes, t.gpus, f"{t.tp}/{t.pp}/{t.dp}",
              t.steps_per_epoch, t.epochs, t.steps, _si(t.tokens), f"{t.gpu_hours:.1f}", len(t.checkpoints),
              evals[t.id]] for t in ex.trials]
-    rows += [[b.id, f"base/{b.model}", b.size, "base", 0, "-", 1, "-", "-", "-", "-", "-", "-", "-", 1, evals[b.id]]
+    rows += [[b.id, b.label, b.size, b.source, 0, "-", 1, "-", "-", "-", "-", "-", "-", "-", 1, evals[b.id]]
              for b in ex.baselines]
     out += _table(["trial", "label", "size", "source", "samples", "seed", "nodes", "gpus", "tp/pp/dp", "steps/ep",
                    "epochs", "steps", "tokens", "GPU-h", "ckpts", "eval tasks"], rows)

@@ -21,14 +21,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch import slurm_query
 from hpc_instruct.launch.entry import ElementRunner
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.snapshot import snapshot
 from hpc_instruct.launch.state import Submission, record_submission, statuses
 from hpc_instruct.launch.tasks import Resources, Task, build_tasks, resources
-from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.study_dir import StudyDir
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class SubmitReport:
 class _Submitter:
     def __init__(self, study: Study, opts: SubmitOptions, code_dir: Path):
         self.study, self.opts, self.code_dir = study, opts, code_dir
-        self.layout = StudyLayout(study.directory.resolve())
+        self.sdir = StudyDir(study.directory.resolve())
         self.max_elements = (opts.max_array_size or slurm_query.max_array_size()) - 1
         self.subs: list[Submission] = []
 
@@ -71,11 +71,11 @@ class _Submitter:
 
         r: Resources = resources(self.study, stage, group)
         ex_cfg = self.study.recipe.execution
-        folder = self.layout.logs / f"{stage}-{group}"
+        folder = self.sdir.logs / f"{stage}-{group}"
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
         # Start in the study directory: a job started in the checkout would import it (cwd is first on sys.path)
         # instead of the code snapshot.
-        extra = {"kill-on-invalid-dep": "yes", "chdir": str(self.layout.root)}
+        extra = {"kill-on-invalid-dep": "yes", "chdir": str(self.sdir.root)}
         if ex_cfg.account:
             extra["account"] = ex_cfg.account
         params = dict(
@@ -98,11 +98,11 @@ class _Submitter:
             params["dependency"] = dependency
         executor.update_parameters(**params)
         n = len(elements)
-        jobs = executor.map_array(ElementRunner(), [str(self.layout.root)] * n, [stage] * n, elements)
+        jobs = executor.map_array(ElementRunner(), [str(self.sdir.root)] * n, [stage] * n, elements)
         job_id = str(jobs[0].job_id).split("_")[0]
         sub = Submission(stage, group, job_id, elements, "slurm", str(folder), snapshot=str(self.code_dir),
                          depends_on=dependency)
-        record_submission(self.layout, sub)
+        record_submission(self.sdir, sub)
         self.subs.append(sub)
         return job_id
 
@@ -110,16 +110,16 @@ class _Submitter:
 def submit_study(study: Study, ex: Expansion, opts: SubmitOptions = SubmitOptions(), only: set[str] | None = None
                  ) -> SubmitReport:
     """Submit everything not done and not already queued (or only the ids in `only`)."""
-    layout = StudyLayout(study.directory.resolve())
+    sdir = StudyDir(study.directory.resolve())
     tasks = build_tasks(study, ex)
-    current = {s.task.id: s for s in statuses(layout, tasks)}
+    current = {s.task.id: s for s in statuses(sdir, tasks)}
     active = {tid for tid, s in current.items() if s.status in ("pending", "running")}
     todo = [t for t in tasks if current[t.id].status not in ("done", "pending", "running")
             and (only is None or t.id in only)]
     skipped_done = sum(1 for s in current.values() if s.status == "done")
     if not todo:
         return SubmitReport([], skipped_done, len(active))
-    sub = _Submitter(study, opts, snapshot(layout.state))
+    sub = _Submitter(study, opts, snapshot(sdir.code_snapshots))
     by_stage: dict[str, list[Task]] = defaultdict(list)
     for t in todo:
         by_stage[t.stage].append(t)
@@ -183,8 +183,8 @@ def cancel_study(study_dir: Path) -> list[str]:
     """scancel every array job of the study that still has pending or running elements."""
     from hpc_instruct.launch.state import submissions
 
-    layout = StudyLayout(Path(study_dir))
-    job_ids = sorted({s.job_id for s in submissions(layout) if s.executor == "slurm"})
+    sdir = StudyDir(Path(study_dir))
+    job_ids = sorted({s.job_id for s in submissions(sdir) if s.executor == "slurm"})
     states = slurm_query.query(job_ids)
     live = sorted({j.split("_")[0] for j, s in states.items() if s.phase in ("pending", "running")})
     slurm_query.cancel(live)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hpc_instruct.atomic import write_json
 from hpc_instruct.launch import slurm_query
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.tasks import STAGES, Task
+from hpc_instruct.study_dir import StudyDir
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,14 @@ class TaskStatus:
     log_tail: str = ""
 
 
-def record_submission(layout: StudyLayout, sub: Submission) -> None:
-    layout.state.mkdir(parents=True, exist_ok=True)
-    with open(layout.state / "submissions.jsonl", "a", encoding="utf-8") as f:  # append: one line per array job
+def record_submission(sdir: StudyDir, sub: Submission) -> None:
+    sdir.state.mkdir(parents=True, exist_ok=True)
+    with open(sdir.state / "submissions.jsonl", "a", encoding="utf-8") as f:  # append: one line per array job
         f.write(json.dumps(asdict(sub)) + "\n")
 
 
-def submissions(layout: StudyLayout) -> list[Submission]:
-    path = layout.state / "submissions.jsonl"
+def submissions(sdir: StudyDir) -> list[Submission]:
+    path = sdir.state / "submissions.jsonl"
     if not path.is_file():
         return []
     out = []
@@ -63,18 +63,18 @@ def submissions(layout: StudyLayout) -> list[Submission]:
     return out
 
 
-def record_local_failure(layout: StudyLayout, task: Task, error: str, log: str) -> None:
-    write_json(layout.state / "local" / f"{task.id}.json", {"error": error, "log": log, "time": time.time()})
+def record_local_failure(sdir: StudyDir, task: Task, error: str, log: str) -> None:
+    write_json(sdir.state / "local" / f"{task.id}.json", {"error": error, "log": log, "time": time.time()})
 
 
-def clear_local_failure(layout: StudyLayout, task: Task) -> None:
-    (layout.state / "local" / f"{task.id}.json").unlink(missing_ok=True)
+def clear_local_failure(sdir: StudyDir, task: Task) -> None:
+    (sdir.state / "local" / f"{task.id}.json").unlink(missing_ok=True)
 
 
-def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
+def statuses(sdir: StudyDir, tasks: list[Task]) -> list[TaskStatus]:
     """Status of every task (one sacct call for all array jobs of the study)."""
     latest: dict[str, tuple[Submission, int]] = {}
-    for sub in submissions(layout):
+    for sub in submissions(sdir):
         for index, ids in enumerate(sub.elements):
             for tid in ids:
                 latest[tid] = (sub, index)
@@ -82,13 +82,13 @@ def statuses(layout: StudyLayout, tasks: list[Task]) -> list[TaskStatus]:
     states = slurm_query.query(slurm_jobs) if slurm_jobs and slurm_query.available() else {}
     out = []
     for task in tasks:
-        if task.done(layout):
+        if task.done(sdir):
             sub_index = latest.get(task.id)
             key = f"{sub_index[0].job_id}_{sub_index[1]}" if sub_index else ""
             attempts = states[key].attempts if key in states else 0
             out.append(TaskStatus(task, "done", attempts=attempts))
             continue
-        local = layout.state / "local" / f"{task.id}.json"
+        local = sdir.state / "local" / f"{task.id}.json"
         if task.id not in latest:
             if local.is_file():
                 info = json.loads(local.read_text())

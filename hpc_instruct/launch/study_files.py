@@ -17,10 +17,10 @@ from pathlib import Path
 import yaml
 
 from hpc_instruct.atomic import write_json, write_text
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch.plan import plan_dict
-from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.study_dir import StudyDir
 
 
 @dataclass(frozen=True)
@@ -60,15 +60,15 @@ def _plain(obj):
 
 
 def write_study(study: Study, ex: Expansion) -> Drift:
-    layout = StudyLayout(study.directory)
-    layout.root.mkdir(parents=True, exist_ok=True)
+    sdir = StudyDir(study.directory)
+    sdir.root.mkdir(parents=True, exist_ok=True)
     plan = plan_dict(study, ex)
-    old = json.loads(layout.plan.read_text()) if layout.plan.is_file() else None
+    old = json.loads(sdir.plan.read_text()) if sdir.plan.is_file() else None
     drift = _drift(old, plan)
     if old is not None and (drift.new_trials or drift.dropped_trials or drift.new_eval or drift.dropped_eval):
-        write_json(layout.state / "plans" / f"plan-{time.strftime('%Y%m%d-%H%M%S')}.json", old)
-    write_text(layout.recipe, resolved_recipe(study))
-    write_json(layout.plan, plan)
+        write_json(sdir.state / "plans" / f"plan-{time.strftime('%Y%m%d-%H%M%S')}.json", old)
+    write_text(sdir.recipe, resolved_recipe(study))
+    write_json(sdir.plan, plan)
     return drift
 
 

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_instruct.atomic import is_done
-from hpc_instruct.launch.layout import StudyLayout
-from hpc_instruct.recipe.expand import Expansion
-from hpc_instruct.recipe.hashing import digest
+from hpc_instruct.expansion import BASE_SOURCE, Expansion
+from hpc_instruct.hashing import digest
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.stages import ORDER
+from hpc_instruct.stages.prepare import mixture_id
+from hpc_instruct.study_dir import SELECTED, StudyDir
 
-STAGES = ("prepare", "train", "eval", "aggregate")
+STAGES = ORDER  # prepare -> train -> eval -> aggregate
 EVAL_WEIGHTS_GB_PER_GPU = 40.0  # planning: bf16 weights that one eval GPU holds with room for the KV cache
 
 
@@ -71,44 +73,42 @@ class Task:
     output: str  # path of the task's output, relative to the study directory (its marker sits next to it)
     after: str = ""  # id of the task this one waits for ("" = nothing beyond its stage's predecessor)
     label: str = ""
+    owner: str = ""  # train and eval: the trial (or base model) the task belongs to
+    checkpoint: str = ""  # eval: the checkpoint it evaluates (epoch-NNN | selected | base)
 
-    def done(self, layout: StudyLayout) -> bool:
-        return is_done(layout.root / self.output, self.id)
+    def done(self, sdir: StudyDir) -> bool:
+        return is_done(sdir.root / self.output, self.id)
 
-
-def mixture_id(study: Study, trial) -> str:
-    """A prepare task's id: the mixture request, its seed, the data pin, and the tokenizer the packing uses."""
-    m = next(m for m in study.recipe.models if m.name == trial.model)
-    tokenizer = m.tokenizer or m.path or "study-tokenizer"
-    return "m" + digest([trial.mixture, trial.seed, study.facts.fingerprint, tokenizer], 15)
+    @property
+    def waits_for_selection(self) -> bool:
+        """An eval shard of the checkpoint chosen on valid: it reads its trial's valid results."""
+        return self.checkpoint == SELECTED
 
 
 def build_tasks(study: Study, ex: Expansion) -> list[Task]:
-    layout = StudyLayout(Path("."))
-    models = {m.name: m for m in study.recipe.models}
+    sdir = StudyDir(Path("."))
     tasks: list[Task] = []
     seen: set[str] = set()
     for t in ex.trials:
         mid = mixture_id(study, t)
         if mid not in seen:
             seen.add(mid)
-            tasks.append(Task("prepare", mid, "cpu", _rel(layout.mixture(mid) / "prepared.json"),
-                              label=f"mixture of {t.label}"))
-    owners = {t.id: t.model for t in ex.trials} | {b.id: b.model for b in ex.baselines}
+            tasks.append(Task("prepare", mid, "cpu", _rel(sdir.prepared(mid)), label=f"mixture of {t.label}"))
     for t in ex.trials:
-        m = models[t.model]
-        tasks.append(Task("train", t.id, _train_group(m, t), _rel(layout.trial(t.id) / "trial.json"),
-                          after=mixture_id(study, t), label=t.label))
-    trials = {t.id for t in ex.trials}
+        m = study.model(t.model)
+        tasks.append(Task("train", t.id, _train_group(m, t), _rel(sdir.trial_summary(t.id)),
+                          after=mixture_id(study, t), label=t.label, owner=t.id))
     for e in ex.eval_tasks:
-        m = models[owners[e.trial]]
+        owner = ex.owner(e.trial)
+        m = study.model(owner.model)
         gpus = eval_gpus(study.shapes[m.name].num_parameters, m.device)
         group = f"{max(gpus, study.recipe.execution.eval.gpus) if gpus else 0}g"
-        out = layout.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards)
-        tasks.append(Task("eval", e.id, group, _rel(out), after=e.trial if e.trial in trials else "",
-                          label=f"{e.trial}/{e.checkpoint}/{e.eval_set}#{e.shard}"))
+        tasks.append(Task("eval", e.id, group, _rel(sdir.eval_shard(e)),
+                          after=e.trial if owner.source != BASE_SOURCE else "",
+                          label=f"{e.trial}/{e.checkpoint}/{e.eval_set}#{e.shard}", owner=e.trial,
+                          checkpoint=e.checkpoint))
     aid = "a" + digest(sorted(e.id for e in ex.eval_tasks), 15)
-    tasks.append(Task("aggregate", aid, "cpu", _rel(layout.results / "report.html"), label="aggregate"))
+    tasks.append(Task("aggregate", aid, "cpu", _rel(sdir.report_html), label="aggregate"))
     return tasks
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from hpc_instruct.data.abilities import OUT_OF_DOMAIN, REGISTRY
 from hpc_instruct.errors import Problem
 from hpc_instruct.recipe.data_facts import DataFacts
-from hpc_instruct.recipe.schema import ModelConfig, Recipe
+from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import KeyPath, Tree, format_path
+from hpc_instruct.train.config import ModelConfig
 from hpc_instruct.train.presets import PRESETS, ModelShape, preset
 
 

@@ -11,74 +11,17 @@ Derived numbers are computed here, once, and explained where they are computed:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from hpc_instruct.evaluate.partition import count_shards
+from hpc_instruct.expansion import Baseline, EvalTask, Expansion, Trial
+from hpc_instruct.hashing import EVAL_CODE_VERSION, TRAIN_CODE_VERSION, digest, identity
 from hpc_instruct.recipe.data_facts import DataFacts
-from hpc_instruct.recipe.hashing import EVAL_CODE_VERSION, TRAIN_CODE_VERSION, digest, identity
-from hpc_instruct.recipe.schema import EvalConfig, ModelConfig, Recipe
+from hpc_instruct.recipe.schema import EvalConfig, Recipe
+from hpc_instruct.study_dir import BASE, SELECTED, epoch_name
+from hpc_instruct.train.config import ModelConfig
 from hpc_instruct.train.presets import ModelShape
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One training run: a model fine-tuned on one mixture with one seed."""
-
-    id: str
-    label: str
-    model: str
-    size: str
-    source: str  # curated | synthetic | mix | single
-    mixture: dict[str, Any]  # the request: per ability a count, 'all' or {'fraction': f}; synthetic; cap
-    samples_per_ability: dict[str, int]  # what will be taken (after cap / fractions / 'all')
-    synthetic_samples: int
-    total_samples: int
-    seed: int
-    nodes: int
-    gpus: int
-    tp: int
-    pp: int
-    dp: int
-    steps_per_epoch: int
-    epochs: int
-    steps: int
-    tokens: int
-    checkpoints: tuple[int, ...]  # epochs at which a checkpoint is exported for evaluation
-    gpu_hours: float
-    also: tuple[str, ...] = ()  # labels of other sweep cells that are this same experiment (same id)
-
-
-@dataclass(frozen=True)
-class EvalTask:
-    """One shard of one eval set on one checkpoint of one trial (or of a base model)."""
-
-    id: str
-    trial: str  # trial id, or base-model id
-    checkpoint: str  # epoch-003 | selected | base
-    eval_set: str  # <ability>/<split>
-    ability: str
-    split: str
-    shard: int
-    shards: int
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A base model evaluated without training (the zero point of the transfer matrix)."""
-
-    id: str
-    model: str
-    size: str
-
-
-@dataclass(frozen=True)
-class Expansion:
-    trials: tuple[Trial, ...]
-    baselines: tuple[Baseline, ...]
-    eval_tasks: tuple[EvalTask, ...]
 
 
 def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with_eval: bool = True) -> Expansion:
@@ -100,7 +43,7 @@ def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with
                 continue
             index[tid] = len(trials)
             trials.append(_trial(tid, label, source, m, shape, request, counts, synthetic, seed, recipe, facts))
-    baselines = tuple(Baseline("b" + digest([model_digest[m.name], "base"], 15), m.name, _size(m))
+    baselines = tuple(Baseline("b" + digest([model_digest[m.name], BASE], 15), m.name, _size(m))
                       for m in recipe.models) if recipe.evaluation.include_base else ()
     tasks = _eval_tasks(recipe.evaluation, trials, baselines, facts, recipe.data.abilities) if with_eval else ()
     return Expansion(tuple(trials), baselines, tasks)
@@ -207,11 +150,11 @@ def _eval_tasks(ev: EvalConfig, trials: list[Trial], baselines: tuple[Baseline, 
                 out.append(EvalTask(eid, owner, checkpoint, f"{a}/{s}", a, s, i, k, start, stop))
 
     for b in baselines:
-        add(b.id, "base", lambda s: True)
+        add(b.id, BASE, lambda s: True)
     for trial in trials:
         chosen = trial.checkpoints if ev.checkpoints == "all" else trial.checkpoints[-1:]
         for e in chosen:
-            add(trial.id, f"epoch-{e:03d}", lambda s: s == "valid" or ev.test_on == "all")
-        if ev.test_on == "selected":
-            add(trial.id, "selected", lambda s: s == "test")
+            add(trial.id, epoch_name(e), lambda s: s == "valid" or ev.test_on == "all")
+        if ev.test_on == SELECTED:
+            add(trial.id, SELECTED, lambda s: s == "test")
     return tuple(out)

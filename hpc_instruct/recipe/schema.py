@@ -10,23 +10,12 @@ different keys, so "1" is never confused with "100%".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
+from hpc_instruct.config_fields import required, spec
 from hpc_instruct.data.abilities import ABILITY_KEYS
-
-
-def spec(default: Any = None, *, lo: float | None = None, hi: float | None = None, gt: float | None = None,
-         identity: bool = True, help: str = "", factory: Any = None) -> Any:
-    """A dataclass field with validation bounds and a help line (shown by `hpci validate --explain`)."""
-    meta = {"lo": lo, "hi": hi, "gt": gt, "identity": identity, "help": help}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def required(*, lo: float | None = None, hi: float | None = None, gt: float | None = None, help: str = "") -> Any:
-    return field(metadata={"lo": lo, "hi": hi, "gt": gt, "identity": True, "help": help})
+from hpc_instruct.train.config import ModelConfig, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -34,29 +23,6 @@ class StudyConfig:
     name: str = required(help="study name; the study directory is <output_root>/<name>")
     output_root: str = spec("./studies", identity=False, help="where study directories live (a shared filesystem)")
     description: str = spec("", identity=False)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One base model and how a trial of it is laid out on the cluster."""
-
-    name: str = required(help="name used by the sweep to refer to this model")
-    family: Literal["llama", "qwen2"] = spec("llama")
-    size: str | None = spec(None, help="size preset (tiny, mini, small, 7b, 13b, 33b, 70b, qwen2-*)")
-    path: str | None = spec(None, help="folder with HF weights (config.json + safetensors); overrides the preset shape")
-    tokenizer: str | None = spec(None, help="tokenizer folder; default: the model path, or the study's built tokenizer")
-    backend: Literal["megatron", "hf", "deepspeed"] = spec("megatron")
-    device: Literal["cuda", "cpu"] = spec("cuda", identity=False)
-    tp: int = spec(1, lo=1, identity=False, help="tensor-parallel size")
-    pp: int = spec(1, lo=1, identity=False, help="pipeline-parallel size")
-    vpp: int = spec(1, lo=1, identity=False, help="virtual pipeline stages per pipeline rank")
-    dp: int = spec(1, lo=1, identity=False, help="data-parallel size")
-    nodes: int = spec(1, lo=1, identity=False)
-    gpus_per_node: int | None = spec(None, lo=0, identity=False, help="default: tp*pp*dp/nodes")
-    sequence_parallel: bool = spec(False, identity=False)
-    distributed_optimizer: bool = spec(True, identity=False)
-    micro_batch: int = spec(1, lo=1, identity=False, help="sequences per GPU per forward pass")
-    global_batch: int = spec(64, lo=1, help="sequences per optimizer step")
 
 
 @dataclass(frozen=True)
@@ -129,31 +95,6 @@ class SweepConfig:
     synthetic: SyntheticArm | None = spec(None)
     mixes: tuple[Mix, ...] = spec(())
     single_ability: SingleAbilityArm | None = spec(None)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Optimisation; defaults are the DoIT paper's."""
-
-    epochs: int = spec(15, lo=1)
-    min_steps: int = spec(0, lo=0, help="train more epochs until this many optimizer steps (tiny mixtures)")
-    lr: float = spec(1e-5, gt=0)
-    schedule: Literal["linear", "cosine", "constant"] = spec("linear")
-    warmup_steps: int = spec(0, lo=0)
-    warmup_ratio: float = spec(0.0, lo=0, hi=0.99)
-    min_lr: float = spec(0.0, lo=0)
-    weight_decay: float = spec(0.1, lo=0)
-    betas: tuple[float, float] = spec((0.9, 0.95), lo=0, hi=0.999999)
-    eps: float = spec(1e-8, gt=0)
-    grad_clip: float = spec(1.0, lo=0, help="0 disables clipping")
-    max_length: int = spec(2048, lo=8)
-    precision: Literal["fp32", "bf16", "fp16"] = spec("bf16")
-    activation_checkpointing: bool = spec(True, identity=False)
-    packing: bool = spec(True, help="pack samples to max_length (boundaries kept) instead of padding")
-    template: Literal["doit", "tokenizer"] = spec("doit", help="DoIT <user>/<assistant>/<eot> or the tokenizer's own")
-    checkpoint_every_epochs: int = spec(1, lo=1, help="export a checkpoint for evaluation every N epochs (and the last)")
-    resume_every_minutes: float = spec(30.0, gt=0, identity=False, help="time cadence of resume checkpoints")
-    keep_last: int = spec(2, lo=1, identity=False, help="resume checkpoints kept")
 
 
 @dataclass(frozen=True)

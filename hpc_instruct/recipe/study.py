@@ -6,17 +6,20 @@ RecipeError listing every problem found, each with file:line, key, expectation a
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_instruct.errors import RecipeError
+from hpc_instruct.expansion import Expansion
 from hpc_instruct.recipe.checks import Checker
 from hpc_instruct.recipe.coerce import INVALID, Builder
 from hpc_instruct.recipe.data_facts import DataFacts, gather
-from hpc_instruct.recipe.expand import Expansion, expand
+from hpc_instruct.recipe.expand import expand
 from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import Tree, load_tree
+from hpc_instruct.train.config import ModelConfig
 from hpc_instruct.train.presets import ModelShape
 
 
@@ -31,6 +34,14 @@ class Study:
 
     def expand(self, with_eval: bool = True) -> Expansion:
         return expand(self.recipe, self.shapes, self.facts, with_eval=with_eval)
+
+    def model(self, name: str) -> ModelConfig:
+        """The recipe's model of that name (O(1); KeyError naming it when the recipe has none)."""
+        return self._models[name]
+
+    @functools.cached_property
+    def _models(self) -> dict[str, ModelConfig]:
+        return {m.name: m for m in self.recipe.models}
 
 
 def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=None) -> Study:

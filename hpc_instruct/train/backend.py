@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from hpc_instruct.recipe.schema import ModelConfig, TrainingConfig
+from hpc_instruct.train.config import ModelConfig, TrainingConfig
 from hpc_instruct.train.presets import ModelShape
 
 IMPLEMENTATIONS = {

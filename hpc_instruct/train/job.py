@@ -1,7 +1,7 @@
 """A training job: everything one trial's training needs, resolved from the study, as one frozen value.
 
-`job_from_context` reads it off a train task (the recipe's model and training settings, the trial's seed,
-epochs and export epochs fixed at plan time, the prepared mixture). The loop (`hpc_instruct.train.loop`)
+`hpc_instruct.stages.train.job` builds it for a train task (the recipe's model and training settings, the
+trial's seed, epochs and export epochs fixed at plan time, the prepared mixture). The loop (`hpc_instruct.train.loop`)
 takes only a `TrainJob`, so tests and benchmarks can run the same loop on the same data with another
 backend or layout (`dataclasses.replace(job, model=replace(job.model, tp=2))`) or another output folder.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpc_instruct.launch.layout import StudyLayout
-from hpc_instruct.recipe.schema import ModelConfig, TrainingConfig
+from hpc_instruct.study_dir import StudyDir
+from hpc_instruct.train.config import ModelConfig, TrainingConfig
 from hpc_instruct.train.presets import ModelShape
 
 
@@ -48,50 +48,24 @@ class TrainJob:
     planned_steps: int = 0
 
     @property
-    def layout(self) -> StudyLayout:
-        return StudyLayout(self.root)
+    def study_dir(self) -> StudyDir:
+        return StudyDir(self.root)
 
     @property
     def trial_dir(self) -> Path:
-        return self.layout.trial(self.trial_id)
+        return self.study_dir.trial(self.trial_id)
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.layout.checkpoints(self.trial_id)
+        return self.study_dir.checkpoints(self.trial_id)
 
     def export_dir(self, epoch: int) -> Path:
-        return self.layout.export(self.trial_id, epoch)
+        return self.study_dir.export(self.trial_id, epoch)
 
     @property
     def log_path(self) -> Path:
-        return self.trial_dir / "log.parquet"
+        return self.study_dir.step_log(self.trial_id)
 
     @property
     def ranks(self) -> int:
         return self.model.tp * self.model.pp * self.model.dp
-
-
-def job_from_context(ctx) -> TrainJob:
-    """The job of a train task (`hpc_instruct.launch.entry.TaskContext`)."""
-    from hpc_instruct.data.prepare import prepared
-
-    trial = ctx.trial()
-    recipe = ctx.study.recipe
-    model = next(m for m in recipe.models if m.name == trial.model)
-    prep = prepared(ctx.layout, ctx.task.after)
-    return TrainJob(
-        trial_id=trial.id,
-        label=trial.label,
-        seed=trial.seed,
-        epochs=trial.epochs,
-        export_epochs=tuple(trial.checkpoints),
-        model=model,
-        training=recipe.training,
-        shape=ctx.study.shapes[model.name],
-        packed=ctx.layout.root / prep["packed"],
-        tokenizer=prep["tokenizer"],
-        template=prep["template"],
-        root=ctx.layout.root,
-        gpu_peak_tflops=recipe.execution.gpu_peak_tflops,
-        planned_steps=trial.steps,
-    )

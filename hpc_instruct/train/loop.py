@@ -24,12 +24,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from hpc_instruct.launch import distributed
-from hpc_instruct.launch.preemption import PreemptionGuard
+from hpc_instruct.provenance import library_versions
+from hpc_instruct.train import distributed
 from hpc_instruct.train.backend import Backend, BackendSettings, StepStats, build_backend
 from hpc_instruct.train.batching import StepData, load_rows
 from hpc_instruct.train.export import export_epoch
 from hpc_instruct.train.job import TrainJob
+from hpc_instruct.train.preemption import PreemptionGuard
 from hpc_instruct.train.presets import ModelShape
 from hpc_instruct.train.resume import BACKEND_DIR, ResumeStore, TrainerState, check_compatible
 from hpc_instruct.train.schedule import BatchPlan, LRSchedule
@@ -107,7 +108,7 @@ def tokenizer_and_shape(job: TrainJob) -> tuple[Any, ModelShape]:
 
 
 def start_distributed() -> distributed.DistEnv:
-    """The process group of this trial's ranks (`hpc_instruct.launch.distributed`), idempotent.
+    """The process group of this trial's ranks (`hpc_instruct.train.distributed`), idempotent.
 
     A single-rank trial started without torchrun (the local executor's one-process tasks, a one-task Slurm
     step) gets an in-process store instead of the fixed TCP port 29500 that `distributed.init` falls back to:
@@ -322,16 +323,3 @@ def _broadcast(value: Any) -> Any:
     if dist.get_world_size() > 1:
         dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def library_versions() -> dict[str, str]:
-    """Library versions that can change numerics, recorded with every checkpoint and summary."""
-    from importlib import metadata
-
-    out = {}
-    for name in ("torch", "megatron-core", "transformers", "deepspeed"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from hpc_instruct.recipe.schema import TrainingConfig
+from hpc_instruct.train.config import TrainingConfig
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpc_instruct.analyze.simulate import SimulatedStudy, create_study
+from simulated_study import SimulatedStudy, create_study
+
 from hpc_instruct.data.abilities import ABILITY_KEYS
+from hpc_instruct.expansion import Trial
 
 MODELS = """\
 models:
@@ -93,3 +95,11 @@ def make_study(
         template.replace("MODELS\n", MODELS).replace("OUT", str(tmp / "studies")).replace("DATA", str(data))
     )
     return create_study(recipe, tmp / "studies", overrides, truth=truth, skip=skip)
+
+
+def planned_trial(label: str, model: str, source: str, counts: dict[str, int], seed: int = 0,
+                  checkpoints: tuple[int, ...] = (), trial_id: str = "x") -> Trial:
+    """A `Trial` with only what analysis reads set (the planted truth and selection tests)."""
+    return Trial(trial_id, label, model, "", source, {"per_ability": counts, "synthetic": 0, "cap": False},
+                 dict(counts), 0, sum(counts.values()), seed, 1, 0, 1, 1, 1, 1, max(checkpoints, default=1),
+                 max(checkpoints, default=1), 0, checkpoints, 0.0)

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 from analyze_studies import MAIN, PLANTED_TRANSFER, SELECTION, TRANSFER, make_study
+from planted_truth import default_truth
+from simulated_study import SimulatedStudy
 
 from hpc_instruct.analyze.analysis import Analysis, analyze_study
-from hpc_instruct.analyze.planted import default_truth
-from hpc_instruct.analyze.simulate import SimulatedStudy
 
 
 @pytest.fixture(scope="session")

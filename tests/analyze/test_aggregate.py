@@ -12,15 +12,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import simulated_study as simulate
 from analyze_studies import SELECTION, make_study
 
-from hpc_instruct.analyze import simulate
 from hpc_instruct.analyze.aggregate import IncompleteStudyError, aggregate_study
 from hpc_instruct.analyze.expected import load_plan
 from hpc_instruct.analyze.selection import OVERALL, SELECTION_RULE, select_checkpoints
 from hpc_instruct.atomic import is_done, marker_path, read_marker, write_marker
 from hpc_instruct.evaluate.result_schema import RESULT_SCHEMA
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 
 def _shard(study, *, split="valid", checkpoint=None, index=0):
@@ -32,18 +32,18 @@ def _shard(study, *, split="valid", checkpoint=None, index=0):
         if p.owner == trial.id and p.split == split and (checkpoint is None or p.checkpoint == checkpoint)
     ]
     shard = shards[index]
-    return trial, shard, shard.path(StudyLayout(study.directory))
+    return trial, shard, StudyDir(study.directory).eval_shard(shard)
 
 
 def test_simulated_shards_follow_the_contract(selection_study):
-    layout = StudyLayout(selection_study.directory)
+    sdir = StudyDir(selection_study.directory)
     for shard in selection_study.plan.shards[:20]:
-        path = shard.path(layout)
-        assert is_done(path, shard.task_id)
+        path = sdir.eval_shard(shard)
+        assert is_done(path, shard.id)
         table = pq.read_table(path)
         assert table.schema.equals(RESULT_SCHEMA)
         assert table.num_rows == shard.stop - shard.start
-        assert pc.all(pc.equal(table["eval_task_id"], shard.task_id)).as_py()
+        assert pc.all(pc.equal(table["eval_task_id"], shard.id)).as_py()
 
 
 def test_complete_study_has_no_problems_and_writes_atomically(selection_study):
@@ -51,7 +51,7 @@ def test_complete_study_has_no_problems_and_writes_atomically(selection_study):
     assert result.completeness.ok, result.completeness.summary()
     assert result.completeness.trusted_shards == len(selection_study.plan.shards)
     assert result.scores["complete"].all()
-    path = StudyLayout(selection_study.directory).results / "scores.parquet"
+    path = StudyDir(selection_study.directory).results / "scores.parquet"
     assert result.path == path and read_marker(path)["id"] == result.inputs_id
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
     saved = pd.read_parquet(path)
@@ -66,9 +66,9 @@ def test_overall_is_the_true_mean_not_half_of_it(selection_study):
     plan = load_plan(selection_study.directory)
     trial, _, _ = _shard(selection_study)
     # Recompute from the raw rows with pyarrow, independently of the aggregation code.
-    layout = StudyLayout(selection_study.directory)
+    sdir = StudyDir(selection_study.directory)
     paths = [
-        p.path(layout)
+        sdir.eval_shard(p)
         for p in plan.shards
         if p.owner == trial.id and p.split == "valid" and p.checkpoint == "epoch-002"
     ]
@@ -118,7 +118,7 @@ def test_missing_shard_is_reported_and_not_averaged(selection_copy):
     kinds = result.completeness.counts()
     assert kinds == {"missing": 1}
     (problem,) = result.completeness.problems
-    assert problem.task_id == shard.task_id
+    assert problem.task_id == shard.id
     s = result.scores.set_index(["trial_id", "planned_checkpoint", "split", "ability"])
     group = s.loc[(trial.id, "epoch-002", "valid", shard.ability)]
     assert not group["complete"] and group["items"] == group["items_expected"] - (shard.stop - shard.start)
@@ -141,9 +141,9 @@ def test_stale_and_absent_markers_are_not_trusted(selection_copy):
     by_kind = {p.kind: p for p in result.completeness.problems}
     assert set(by_kind) == {"stale_marker", "no_marker"}
     assert (
-        by_kind["stale_marker"].task_id == stale.task_id and "older-recipe" in by_kind["stale_marker"].detail
+        by_kind["stale_marker"].task_id == stale.id and "older-recipe" in by_kind["stale_marker"].detail
     )
-    assert by_kind["no_marker"].task_id == absent.task_id
+    assert by_kind["no_marker"].task_id == absent.id
     assert (~result.scores["complete"]).sum() >= 2
 
 
@@ -227,11 +227,14 @@ def test_writer_disagreement_is_flagged(tmp_path, monkeypatch):
 
 
 def test_ties_go_to_the_later_epoch():
-    from hpc_instruct.analyze.expected import PlannedShard, PlannedTrial, StudyPlan
+    from analyze_studies import planned_trial
 
-    trial = PlannedTrial("t1", "curated-4/m/seed0", (), "m", "tiny", "curated", {"a": 4}, 0, 4, 0, (1, 2, 3))
-    valid = PlannedShard("e1", "t1", "epoch-001", "a", "valid", 0, 1, 0, 10)
-    plan = StudyPlan("s", "", ("a",), (), (trial,), (valid,), {}, 0)
+    from hpc_instruct.analyze.expected import StudyPlan
+    from hpc_instruct.expansion import EvalTask, Expansion
+
+    trial = planned_trial("curated-4/m/seed0", "m", "curated", {"a": 4}, checkpoints=(1, 2, 3), trial_id="t1")
+    valid = EvalTask("e1", "t1", "epoch-001", "a/valid", "a", "valid", 0, 1, 0, 10)
+    plan = StudyPlan("s", "", ("a",), (), Expansion((trial,), (), (valid,)), {}, 0)
     scores = pd.DataFrame(
         {
             "trial_id": "t1",

@@ -7,19 +7,19 @@ import math
 import numpy as np
 import pytest
 import yaml
-from analyze_studies import MAIN, MODELS
+from analyze_studies import MAIN, MODELS, planned_trial
 
 from hpc_instruct.analyze.allocation import allocate, capped_split, reconstruct
 from hpc_instruct.analyze.analysis import allocation_for, plan_allocation
 from hpc_instruct.analyze.curves import Curve
-from hpc_instruct.analyze.expected import PlannedTrial
 from hpc_instruct.analyze.fits import fit_log_linear
+from hpc_instruct.expansion import Baseline
 from hpc_instruct.recipe.study import load_study
 
 
 def planted_mean(study, counts: dict[str, int], model: str) -> float:
     """The planted truth's mean accuracy over abilities for a mix trained on `counts`."""
-    trial = PlannedTrial("x", "mix-x/m/seed0", (), model, "", "mix", counts, 0, sum(counts.values()), 0, ())
+    trial = planned_trial("mix-x/m/seed0", model, "mix", counts)
     params = study.num_parameters[model]
     return float(np.mean([study.truth.curve(trial, a, params) for a in study.plan.abilities]))
 
@@ -35,13 +35,13 @@ def planted_optimum(study, budget: int, model: str) -> float:
     params = study.num_parameters[model]
     curves, base = {}, {}
     for a in study.plan.abilities:
-        counts = [PlannedTrial("x", "mix-x", (), model, "", "mix", {a: int(v)}, 0, int(v), 0, ()) for v in n]
+        counts = [planned_trial("mix-x", model, "mix", {a: int(v)}) for v in n]
         y = np.array([study.truth.curve(t, a, params) for t in counts])
         curves[a] = Curve(
             a, "curated", model, params, n, y, np.ones(4), fit_log_linear(n, y), None, "log-linear"
         )
         base[a] = study.truth.curve(
-            PlannedTrial("b", "base", (), model, "", "base", {}, 0, 0, -1, ()), a, params
+            Baseline("b", model, ""), a, params
         )
     best = allocate(curves, base, budget, model, extrapolate=10.0)
     return planted_mean(study, dict(best.counts), model)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from hpc_instruct.atomic import write_marker
 from hpc_instruct.data.records import dumps_record
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.recipe.study import Study, load_study
+from hpc_instruct.study_dir import StudyDir
 
 TINY_RECIPE = """\
 study: {{name: evaltest, output_root: {out}}}
@@ -56,11 +56,11 @@ def export_checkpoints(study: Study) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from hpc_instruct.data.prepare import data_root, ensure_study_tokenizer
     from hpc_instruct.evaluate.checkpoints import preset_model
+    from hpc_instruct.stages.study_data import ensure_tokenizer
 
-    layout = StudyLayout(study.directory)
-    tokenizer_dir = ensure_study_tokenizer(study, layout, data_root(study, layout))
+    sdir = StudyDir(study.directory)
+    tokenizer_dir = ensure_tokenizer(study, sdir, study.recipe.models[0])
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     for trial in study.expand().trials:
         for epoch in trial.checkpoints:
@@ -69,7 +69,7 @@ def export_checkpoints(study: Study) -> None:
             with torch.no_grad():
                 for p in model.parameters():
                     p.add_(torch.randn(p.shape, generator=g) * 0.02 * epoch)
-            folder = layout.export(trial.id, epoch)
+            folder = sdir.export(trial.id, epoch)
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             write_marker(folder, trial.id, step=epoch * trial.steps_per_epoch)

@@ -14,20 +14,20 @@ import pytest
 
 import hpc_instruct
 from hpc_instruct.atomic import is_done, marker_path, read_marker
-from hpc_instruct.evaluate.checkpoints import SELECTION_RULE
 from hpc_instruct.evaluate.result_schema import COLUMNS, RESULT_SCHEMA
 from hpc_instruct.evaluate.results import scorer_version
+from hpc_instruct.evaluate.selection import SELECTION_RULE
 from hpc_instruct.launch.entry import run_tasks
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 pytestmark = pytest.mark.slow
 
 
 def planned(study):
     ex = study.expand()
-    layout = StudyLayout(study.directory)
+    sdir = StudyDir(study.directory)
     return ex, [
-        (e, layout.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards))
+        (e, sdir.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards))
         for e in ex.eval_tasks
     ]
 
@@ -119,11 +119,6 @@ def test_selected_shards_record_the_epoch_chosen_on_valid(evaluated_study):
     assert selected_paths and all("/selected/" in str(p) for p in selected_paths)
 
 
-def test_selection_rule_is_the_analysis_rule():
-    selection = pytest.importorskip("hpc_instruct.analyze.selection")
-    assert selection.SELECTION_RULE == SELECTION_RULE
-
-
 def test_aggregation_trusts_every_shard(evaluated_study):
     aggregate = pytest.importorskip("hpc_instruct.analyze.aggregate")
     from hpc_instruct.analyze.expected import plan_from_expansion
@@ -138,8 +133,8 @@ def test_aggregation_trusts_every_shard(evaluated_study):
 
 def test_rerun_redoes_only_missing_or_stale_shards(evaluated_study, study_copy):
     ex, shards = planned(evaluated_study)
-    layout = StudyLayout(study_copy)
-    moved = [(t, layout.root / p.relative_to(evaluated_study.directory)) for t, p in shards]
+    sdir = StudyDir(study_copy)
+    moved = [(t, sdir.root / p.relative_to(evaluated_study.directory)) for t, p in shards]
     (gone_task, gone), (stale_task, stale) = moved[3], moved[-1]
     gone.unlink()
     marker_path(stale).write_text(json.dumps({"id": "e-older-recipe"}))
@@ -181,7 +176,7 @@ def test_selection_prefers_the_later_epoch_on_ties_and_waits_for_complete_result
 
     ex, shards = planned(evaluated_study)
     trial = ex.trials[0]
-    layout = StudyLayout(study_copy)
+    sdir = StudyDir(study_copy)
     valid = [
         (t, study_copy / p.relative_to(evaluated_study.directory))
         for t, p in shards
@@ -196,10 +191,10 @@ def test_selection_prefers_the_later_epoch_on_ties_and_waits_for_complete_result
             path,
         )
     abilities = tuple(evaluated_study.recipe.data.abilities)
-    epoch, scores = select_epoch(layout, ex, trial, abilities)
+    epoch, scores = select_epoch(sdir, ex, trial, abilities)
     assert epoch == max(trial.checkpoints) and {s.mean_accuracy for s in scores} == {1.0}
     last = next(path for t, path in valid if t.checkpoint == f"epoch-{max(trial.checkpoints):03d}")
     last.unlink()
     with pytest.raises(CheckpointUnavailable, match="valid results incomplete"):
-        select_epoch(layout, ex, trial, abilities)
-    assert select_epoch(layout, ex, trial, abilities, partial=True)[0] == min(trial.checkpoints)
+        select_epoch(sdir, ex, trial, abilities)
+    assert select_epoch(sdir, ex, trial, abilities, partial=True)[0] == min(trial.checkpoints)

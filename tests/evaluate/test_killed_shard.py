@@ -9,14 +9,14 @@ from hpc_instruct.atomic import is_done, marker_path
 from hpc_instruct.evaluate import results
 from hpc_instruct.evaluate.results import shard_files
 from hpc_instruct.launch.entry import run_tasks
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 pytestmark = pytest.mark.slow
 
 
 def first_shard(study, study_dir):
     task = next(e for e in study.expand().eval_tasks if e.checkpoint == "base" and e.ability == "code")
-    return task, StudyLayout(study_dir).eval_part(
+    return task, StudyDir(study_dir).eval_part(
         task.trial, task.checkpoint, task.ability, task.split, task.shard, task.shards
     )
 

@@ -25,7 +25,7 @@ from hpc_instruct.data.assets import AssetUnavailable
 from hpc_instruct.data.template import TemplateConfig, template_hash
 from hpc_instruct.evaluate.result_schema import RESULT_SCHEMA
 from hpc_instruct.launch.entry import run_tasks
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.study_dir import StudyDir
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +72,8 @@ def smollm2_rows(tmp_path_factory, demo_root):
         assert run_tasks(str(study.directory), "eval", [e.id for e in base]) == [e.id for e in base]
     finally:
         torch.set_num_threads(threads)
-    layout = StudyLayout(study.directory)
-    paths = [layout.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards) for e in base]
+    sdir = StudyDir(study.directory)
+    paths = [sdir.eval_part(e.trial, e.checkpoint, e.ability, e.split, e.shard, e.shards) for e in base]
     for p in paths:
         assert pq.read_schema(p).equals(RESULT_SCHEMA)
     import pandas as pd

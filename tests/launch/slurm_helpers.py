@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.state import statuses, summary
 from hpc_instruct.launch.study_files import load_written
 from hpc_instruct.launch.tasks import build_tasks
+from hpc_instruct.study_dir import StudyDir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "recipes" / "demo.yaml"
@@ -28,7 +28,7 @@ def wait_for(study_dir: Path, timeout_s: float = 900) -> dict:
     tasks = build_tasks(study, study.expand())
     deadline = time.time() + timeout_s
     while True:
-        rows = statuses(StudyLayout(study.directory), tasks)
+        rows = statuses(StudyDir(study.directory), tasks)
         counts = summary(rows)
         if not any(c.get("pending") or c.get("running") for c in counts.values()) or time.time() > deadline:
             return {stage: dict(c) for stage, c in counts.items()}

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from slurm_helpers import DEMO, SMALL, element_job, rank_log, wait_for
 
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.slurm import SubmitOptions, cancel_study, submit_study
 from hpc_instruct.launch.state import statuses
 from hpc_instruct.launch.study_files import write_study
 from hpc_instruct.launch.tasks import build_tasks
 from hpc_instruct.recipe.study import load_study
+from hpc_instruct.study_dir import StudyDir
 from hpc_instruct.train.resume import ResumeStore
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -57,8 +57,8 @@ def test_failed_task_reason_log_and_resubmit_only_it(slurm_cluster, tmp_path):
     submit_study(study, ex, SubmitOptions(slots_per_trial=1))
     try:
         wait_for(study.directory)
-        layout = StudyLayout(study.directory)
-        rows = statuses(layout, build_tasks(study, ex))
+        sdir = StudyDir(study.directory)
+        rows = statuses(sdir, build_tasks(study, ex))
         failed = {r.task.id: r for r in rows if r.status == "failed"}
         other = {t.id for t in ex.trials if t.model == "other"}
         bad_prepare = [r for r in failed.values() if r.task.stage == "prepare"]
@@ -70,7 +70,7 @@ def test_failed_task_reason_log_and_resubmit_only_it(slurm_cluster, tmp_path):
         shutil.copytree(study.directory / "tokenizer", staged)
         proc = hpci("resubmit", str(study.directory), "--slots", "1")
         assert proc.returncode == 0, proc.stderr
-        subs = [json.loads(line) for line in (layout.state / "submissions.jsonl").read_text().splitlines()]
+        subs = [json.loads(line) for line in (sdir.state / "submissions.jsonl").read_text().splitlines()]
         resubmitted = {tid for s in subs[-len([ln for ln in proc.stdout.splitlines() if ln.startswith("submitted")]):]
                        for element in s["elements"] for tid in element}
         assert resubmitted == set(failed)
@@ -93,16 +93,16 @@ def test_preempted_training_resumes_with_the_same_final_loss(slurm_cluster, tmp_
     ex = local.expand()
     write_study(local, ex)
     assert not run_local(local, ex, progress=False, stages=("prepare", "train")).failed
-    reference = _final_loss(StudyLayout(local.directory).trial(ex.trials[0].id))
+    reference = _final_loss(StudyDir(local.directory).trial(ex.trials[0].id))
 
     study = load_study(DEMO, (f"study.output_root={tmp_path / 'slurm'}", *common))
     ex = study.expand()
     write_study(study, ex)
     report = submit_study(study, ex, SubmitOptions(slots_per_trial=1))
     train = next(s for s in report.submissions if s.stage == "train")
-    layout = StudyLayout(study.directory)
+    sdir = StudyDir(study.directory)
     trial = ex.trials[0]
-    store = ResumeStore(layout.checkpoints(trial.id), trial.id, keep_last=2)
+    store = ResumeStore(sdir.checkpoints(trial.id), trial.id, keep_last=2)
     try:
         # Preempt only once a resume checkpoint exists (waiting on the event, not on a clock): the requeued
         # attempt must then resume from it, however slow this machine is.
@@ -114,14 +114,14 @@ def test_preempted_training_resumes_with_the_same_final_loss(slurm_cluster, tmp_
         assert first.state.step < first.state.total_steps, "the trial finished before it could be preempted"
         subprocess.run(["scontrol", "requeue", element_job(train)], check=True)  # preemption
         wait_for(study.directory)
-        rows = {r.task.id: r for r in statuses(layout, build_tasks(study, ex))}
+        rows = {r.task.id: r for r in statuses(sdir, build_tasks(study, ex))}
     finally:
         cancel_study(study.directory)
     assert rows[trial.id].status == "done"
     history = subprocess.run(["sacct", "-D", "-n", "-X", "-j", train.job_id, "--format=State"],
                              capture_output=True, text=True).stdout.split()
     assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history  # Slurm's own record of the requeue
-    summary = json.loads((layout.trial(trial.id) / "trial.json").read_text())
+    summary = json.loads((sdir.trial(trial.id) / "trial.json").read_text())
     assert summary["attempts"] == 2  # the second attempt resumed from the first one's checkpoint
     assert abs(summary["final_loss"] - reference) < 1e-6
 
@@ -141,6 +141,6 @@ def test_trial_spans_two_nodes_with_tensor_parallelism(slurm_cluster, tmp_path):
         cancel_study(study.directory)
     assert counts["train"] == {"done": 1}, hpci("status", str(study.directory)).stdout
     out = rank_log(train, rank=0).read_text() + rank_log(train, rank=1).read_text()
-    summary = json.loads((StudyLayout(study.directory).trial(ex.trials[0].id) / "trial.json").read_text())
+    summary = json.loads((StudyDir(study.directory).trial(ex.trials[0].id) / "trial.json").read_text())
     assert summary["layout"]["tp"] == 2 and summary["world_size"] == 2
     assert len(set(summary["hosts"])) == 2, out  # one rank on each emulated node

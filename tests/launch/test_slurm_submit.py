@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from slurm_helpers import DEMO, SMALL, normalise_sbatch
 
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.slurm import SubmitOptions, cancel_study, submit_study
 from hpc_instruct.launch.state import submissions
 from hpc_instruct.launch.study_files import write_study
 from hpc_instruct.recipe.study import load_study
+from hpc_instruct.study_dir import StudyDir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 GOLDEN = Path(__file__).parent / "golden"
@@ -47,7 +47,7 @@ def test_golden_sbatch_with_hostile_path_and_no_double_submit(slurm_cluster, tmp
         # The same recipe again: everything is pending, running or done, so nothing is submitted.
         again = submit_study(study, ex, SubmitOptions(slots_per_trial=2))
         assert again.sbatch_calls == 0, again
-        assert len(submissions(StudyLayout(study.directory))) == len(report.submissions)
+        assert len(submissions(StudyDir(study.directory))) == len(report.submissions)
     finally:
         cancel_study(study.directory)
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpc_instruct.launch.preemption import PreemptionGuard
-from hpc_instruct.launch.snapshot import code_hash, snapshot
+from hpc_instruct.launch.snapshot import snapshot
+from hpc_instruct.provenance import package_hash
+from hpc_instruct.train.preemption import PreemptionGuard
 
 
 def test_snapshot_is_content_addressed_and_wins_on_pythonpath(tmp_path):
@@ -19,7 +20,7 @@ def test_snapshot_is_content_addressed_and_wins_on_pythonpath(tmp_path):
     first = snapshot(tmp_path / "state", pkg)
     assert snapshot(tmp_path / "state", pkg) == first  # unchanged code: same snapshot
     (pkg / "__init__.py").write_text("MARK = 'snapshot-two'\n__version__ = '0'\n")  # the checkout moves on
-    assert code_hash(pkg) != first.name
+    assert package_hash(pkg) != first.name
     env = {**os.environ, "PYTHONPATH": str(first)}
     # Jobs start in the study directory (sbatch --chdir), so the checkout is not on sys.path via the cwd.
     out = subprocess.run([sys.executable, "-c", "import hpc_instruct; print(hpc_instruct.MARK)"], env=env,

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from hpc_instruct.atomic import write_marker
-from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.plan import stage_jobs
 from hpc_instruct.launch.slurm_query import JobState, expand_job_ids
 from hpc_instruct.launch.state import record_local_failure, status_table, statuses, summary
 from hpc_instruct.launch.study_files import load_written, write_study
 from hpc_instruct.launch.tasks import build_tasks, resources
 from hpc_instruct.recipe.study import load_study
+from hpc_instruct.study_dir import StudyDir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,22 +73,22 @@ def test_write_study_reports_drift_and_round_trips(tmp_path):
 def test_status_from_markers_and_local_failures(tmp_path):
     study, ex = make(tmp_path)
     write_study(study, ex)
-    layout = StudyLayout(study.directory)
+    sdir = StudyDir(study.directory)
     tasks = build_tasks(study, ex)
     first = tasks[0]
-    out = layout.root / first.output
+    out = sdir.root / first.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("{}")
     write_marker(out, first.id)
     second = tasks[1]
-    out2 = layout.root / second.output
+    out2 = sdir.root / second.output
     out2.parent.mkdir(parents=True, exist_ok=True)
     out2.write_text("{}")
     write_marker(out2, "some-older-task")  # a stale marker is not done
     log = tmp_path / "x.log"
     log.write_text("line 1\nValueError: bad things\n")
-    record_local_failure(layout, tasks[2], "exit code 1: ValueError: bad things", str(log))
-    rows = statuses(layout, tasks)
+    record_local_failure(sdir, tasks[2], "exit code 1: ValueError: bad things", str(log))
+    rows = statuses(sdir, tasks)
     assert rows[0].status == "done" and rows[1].status == "never submitted"
     assert rows[2].status == "failed" and "ValueError" in rows[2].log_tail
     counts = summary(rows)["prepare"]

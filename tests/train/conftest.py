@@ -53,12 +53,11 @@ class PreparedStudy:
 
 @pytest.fixture(scope="session")
 def prepared_study(tmp_path_factory: pytest.TempPathFactory) -> PreparedStudy:
-    from hpc_instruct.data.prepare import prepared
-    from hpc_instruct.launch.layout import StudyLayout
     from hpc_instruct.launch.local import run_local
     from hpc_instruct.launch.study_files import write_study
-    from hpc_instruct.launch.tasks import mixture_id
     from hpc_instruct.recipe.study import load_study
+    from hpc_instruct.stages.prepare import mixture_id, read_prepared
+    from hpc_instruct.study_dir import StudyDir
 
     base = tmp_path_factory.mktemp("train-study")
     recipe = base / "recipe.yaml"
@@ -69,6 +68,6 @@ def prepared_study(tmp_path_factory: pytest.TempPathFactory) -> PreparedStudy:
     report = run_local(study, ex, parallelism=1, progress=False, stages=("prepare",))
     assert not report.failed, report.failed
     (trial,) = ex.trials
-    layout = StudyLayout(study.directory.resolve())
-    packed = prepared(layout, mixture_id(study, trial))["packed"]
+    layout = StudyDir(study.directory.resolve())
+    packed = read_prepared(layout, mixture_id(study, trial))["packed"]
     return PreparedStudy(layout.root, trial.id, layout.root / packed)

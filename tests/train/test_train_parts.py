@@ -58,7 +58,7 @@ def test_warmup_cosine_constant_and_min_lr() -> None:
 
 
 def test_warmup_ratio_and_steps_come_from_the_recipe() -> None:
-    from hpc_instruct.recipe.schema import TrainingConfig
+    from hpc_instruct.train.config import TrainingConfig
 
     assert LRSchedule.from_config(TrainingConfig(warmup_ratio=0.1), 95).warmup_steps == 10  # ceil(9.5)
     assert LRSchedule.from_config(TrainingConfig(warmup_steps=3, warmup_ratio=0.5), 95).warmup_steps == 3

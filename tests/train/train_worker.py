@@ -23,15 +23,14 @@ from pathlib import Path
 def main(study_dir: str, out_root: str, spec_json: str) -> None:
     import torch
 
-    from hpc_instruct.launch.entry import TaskContext, _load
-    from hpc_instruct.launch.layout import StudyLayout
-    from hpc_instruct.train.job import job_from_context
+    from hpc_instruct.launch.entry import _load, task_context
+    from hpc_instruct.stages import train as train_stage
     from hpc_instruct.train.loop import TrainHooks, train
 
     spec = json.loads(spec_json)
     study, ex, tasks = _load(study_dir)
     task = next(t for t in tasks.values() if t.stage == "train")
-    job = job_from_context(TaskContext(study, StudyLayout(Path(study_dir)), ex, task))
+    job = train_stage.job(train_stage.context(task_context(study_dir, task.id)))
     model_keys = ("backend", "tp", "pp", "dp", "distributed_optimizer", "sequence_parallel")
     model = {k: spec[k] for k in model_keys if k in spec}
     training = {k: spec[k] for k in ("packing", "resume_every_minutes", "keep_last") if k in spec}

@@ -1,6 +1,6 @@
 """Process groups and one optimizer step for the Megatron backend: DDP x TP x PP, gloo on CPU, NCCL on GPUs.
 
-`initialize` starts torch.distributed (rendezvous from torchrun or Slurm, via `hpc_instruct.launch.distributed`)
+`initialize` starts torch.distributed (rendezvous from torchrun or Slurm, via `hpc_instruct.train.distributed`)
 and megatron's model-parallel groups, and seeds every RNG. `Trainer` wraps the model chunks
 in megatron's DistributedDataParallel with `get_megatron_optimizer` (megatron's DDP keeps gradients in its own
 buffers, so a plain torch optimizer would silently not train) and runs `train_step` / `eval_loss` through
@@ -32,7 +32,7 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
-from hpc_instruct.launch import distributed
+from hpc_instruct.train import distributed
 from hpc_instruct.train.megatron import cpu_compat
 from hpc_instruct.train.megatron.model import ParallelLayout, packed_attention_mask, packed_position_ids
 
@@ -43,7 +43,7 @@ IGNORE_INDEX = -100  # label of tokens without loss (HF convention)
 def initialize(layout: ParallelLayout, seed: int, timeout_minutes: int = 30) -> None:
     """Start torch.distributed (if needed) and megatron's TP/PP/DP groups for `layout`; seed all RNGs.
 
-    The rendezvous comes from `hpc_instruct.launch.distributed` (torchrun's variables, or Slurm's under
+    The rendezvous comes from `hpc_instruct.train.distributed` (torchrun's variables, or Slurm's under
     srun/submitit); NCCL with CUDA, gloo (plus `cpu_compat`) without. Call `teardown(keep_process_group=True)`
     before initializing another layout in the same processes.
     """

@@ -1,7 +1,7 @@
 """A simulated study: every planned eval shard written as the evaluation stage would, from planted truth.
 
 For the analysis tests and `benchmarks/bench_aggregate.py` only: nothing here trains or evaluates a model. It
-writes exactly what the eval stage contracts to write (`RESULT_SCHEMA` rows, the `StudyLayout.eval_part` paths,
+writes exactly what the eval stage contracts to write (`RESULT_SCHEMA` rows, the `StudyDir.eval_part` paths,
 an atomic rename, then a `.done` marker naming the EvalTask id), so aggregation and reporting are exercised on
 the real file format with answers known in advance (`planted.py`).
 
@@ -25,21 +25,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from planted_truth import PlantedTruth, _stable_int, default_truth, item_chances, item_formats
 from scipy.special import ndtri
 
 from hpc_instruct import __version__
-from hpc_instruct.analyze.expected import (
-    BASE_CHECKPOINT,
-    SELECTED_CHECKPOINT,
-    PlannedShard,
-    PlannedTrial,
-    StudyPlan,
-)
-from hpc_instruct.analyze.planted import PlantedTruth, _stable_int, default_truth, item_chances, item_formats
-from hpc_instruct.analyze.selection import SELECTION_RULE
+from hpc_instruct.analyze.expected import StudyPlan
 from hpc_instruct.atomic import atomic_path, write_marker, write_text
 from hpc_instruct.evaluate.result_schema import RESULT_SCHEMA, SCHEMA_VERSION
-from hpc_instruct.launch.layout import StudyLayout
+from hpc_instruct.evaluate.selection import SELECTION_RULE
+from hpc_instruct.expansion import EvalTask, Owner
+from hpc_instruct.study_dir import BASE, SELECTED, StudyDir, epoch_name, parse_epoch
 
 log = logging.getLogger(__name__)
 SIMULATED_VERSION = f"hpc_instruct {__version__}+simulated"
@@ -64,7 +59,7 @@ def create_study(
     overrides: tuple[str, ...] = (),
     truth: PlantedTruth | Callable[[StudyPlan], PlantedTruth] | None = None,
     seed: int = 0,
-    skip: Callable[[PlannedShard], bool] | None = None,
+    skip: Callable[[EvalTask], bool] | None = None,
 ) -> SimulatedStudy:
     """Load a recipe into `<output_root>/<name>`, write `study.yaml` and `plan.json` as the launcher does, then
     every planned shard (except those `skip` names) from `truth`: a `PlantedTruth`, a function of the plan that
@@ -77,13 +72,13 @@ def create_study(
 
     study = load_study(recipe, (f"study.output_root={output_root}",) + tuple(overrides))
     expansion = study.expand()
-    layout = StudyLayout(study.directory)
+    sdir = StudyDir(study.directory)
     write_text(
-        layout.recipe,
-        "# resolved recipe (written by hpc_instruct.analyze.simulate)\n"
+        sdir.recipe,
+        "# resolved recipe (written by tests/analyze/simulated_study.py)\n"
         + yaml.safe_dump(study.tree.data, sort_keys=False, allow_unicode=True),
     )
-    write_text(layout.plan, json.dumps(plan_dict(study, expansion), indent=1, ensure_ascii=False) + "\n")
+    write_text(sdir.plan, json.dumps(plan_dict(study, expansion), indent=1, ensure_ascii=False) + "\n")
     plan = load_plan(study.directory)
     if truth is None:
         truth = default_truth(plan.abilities, plan.out_of_domain, seed)
@@ -99,11 +94,11 @@ def write_shards(
     truth: PlantedTruth,
     num_parameters: Mapping[str, int],
     seed: int = 0,
-    skip: Callable[[PlannedShard], bool] | None = None,
+    skip: Callable[[EvalTask], bool] | None = None,
 ) -> SimulatedStudy:
     """Write every planned shard of `plan` (valid first, so the writer can select for `selected` test tasks)."""
-    layout = StudyLayout(Path(study_dir))
-    by_owner: dict[str, list[PlannedShard]] = {}
+    sdir = StudyDir(Path(study_dir))
+    by_owner: dict[str, list[EvalTask]] = {}
     for p in plan.shards:
         by_owner.setdefault(p.owner, []).append(p)
     sizes = plan.set_sizes()
@@ -119,7 +114,7 @@ def write_shards(
     pending = []
 
     def write(*args) -> None:
-        pending.append(pool.submit(_write, layout, plan, *args, chances, formats))
+        pending.append(pool.submit(_write, sdir, plan, *args, chances, formats))
 
     for trial in plan.trials:
         tasks = by_owner.get(trial.id, [])
@@ -127,7 +122,7 @@ def write_shards(
         valid: dict[int, list[float]] = {}
         later = []
         for p in tasks:
-            if p.checkpoint == SELECTED_CHECKPOINT:
+            if p.checkpoint == SELECTED:
                 later.append(p)
                 continue
             epoch = _epoch(p.checkpoint)
@@ -143,22 +138,22 @@ def write_shards(
             for p in later:
                 correct = _draw(p, trial, truth, params, epoch, latent[p.eval_set], seed)
                 if skip is None or not skip(p):
-                    write(trial, p, params, f"epoch-{epoch:03d}", epoch, SELECTION_RULE, correct)
+                    write(trial, p, params, epoch_name(epoch), epoch, SELECTION_RULE, correct)
                     shards, rows = shards + 1, rows + correct.size
     with pool:
         for future in pending:
             future.result()
-    log.info("simulated %d shards, %d rows under %s", shards, rows, layout.eval_root)
+    log.info("simulated %d shards, %d rows under %s", shards, rows, sdir.eval_root)
     return SimulatedStudy(Path(study_dir), plan, truth, dict(num_parameters), shards, rows, choice)
 
 
 def _epoch(checkpoint: str) -> int:
-    return 0 if checkpoint == BASE_CHECKPOINT else int(checkpoint.split("-")[1])
+    return 0 if checkpoint == BASE else parse_epoch(checkpoint)
 
 
 def _draw(
-    p: PlannedShard,
-    trial: PlannedTrial,
+    p: EvalTask,
+    trial: Owner,
     truth: PlantedTruth,
     params: int,
     epoch: int,
@@ -168,13 +163,13 @@ def _draw(
     """Correct (bool) for items start..stop: latent z = sqrt(rho) * item + sqrt(1 - rho) * fresh < ndtri(p)."""
     rho = truth.item_correlation
     prob = truth.accuracy(trial, p.ability, params, epoch if trial.checkpoints else None) / 100.0
-    rng = np.random.default_rng(_stable_int(str(seed), p.task_id))
+    rng = np.random.default_rng(_stable_int(str(seed), p.id))
     fresh = rng.standard_normal(p.stop - p.start)
     z = np.sqrt(rho) * latent[p.start : p.stop] + np.sqrt(1.0 - rho) * fresh
     return z < ndtri(prob)
 
 
-def _writer_selects(valid: dict[int, list], trial: PlannedTrial) -> int:
+def _writer_selects(valid: dict[int, list], trial: Owner) -> int:
     """The simulated eval writer's checkpoint choice: max mean valid accuracy over abilities, ties -> later."""
     if not valid:
         return trial.checkpoints[-1]
@@ -183,10 +178,10 @@ def _writer_selects(valid: dict[int, list], trial: PlannedTrial) -> int:
 
 
 def _write(
-    layout: StudyLayout,
+    sdir: StudyDir,
     plan: StudyPlan,
-    trial: PlannedTrial,
-    p: PlannedShard,
+    trial: Owner,
+    p: EvalTask,
     params: int,
     checkpoint: str,
     epoch: int,
@@ -195,16 +190,16 @@ def _write(
     chances: dict,
     formats: dict,
 ) -> None:
-    path = p.path(layout)
+    path = sdir.eval_shard(p)
     with atomic_path(path) as tmp:
         pq.write_table(_rows(plan, trial, p, params, checkpoint, epoch, rule, correct, chances, formats), tmp)
-    write_marker(path, p.task_id, rows=int(correct.size), simulated=True)
+    write_marker(path, p.id, rows=int(correct.size), simulated=True)
 
 
 def _rows(
     plan: StudyPlan,
-    trial: PlannedTrial,
-    p: PlannedShard,
+    trial: Owner,
+    p: EvalTask,
     params: int,
     checkpoint: str,
     epoch: int,
@@ -239,13 +234,13 @@ def _rows(
         "schema_version": const(SCHEMA_VERSION, pa.int16()),
         "study": const(plan.study, pa.string()),
         "trial_id": const(trial.id, pa.string()),
-        "eval_task_id": const(p.task_id, pa.string()),
+        "eval_task_id": const(p.id, pa.string()),
         "label": const(trial.label, pa.string()),
         "model": const(trial.model, pa.string()),
         "size": const(trial.size, pa.string()),
         "num_parameters": const(params, pa.int64()),
         "source": const(trial.source, pa.string()),
-        "mixture": const(trial.mixture, pa.string()),
+        "mixture": const(trial.mixture_json, pa.string()),
         "samples_per_ability": const(
             json.dumps(dict(trial.samples_per_ability), sort_keys=True), pa.string()
         ),

@@ -8,22 +8,41 @@ missing shards listed, so `hpci status` shows it and `hpci resubmit` runs it aga
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 from hpc_instruct.atomic import write_marker
 from hpc_instruct.errors import UserError
+from hpc_instruct.expansion import Expansion
+from hpc_instruct.recipe.study import Study
+from hpc_instruct.stages.context import TaskContext
+from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
 
 
-def run_aggregate(ctx) -> None:
+@dataclass(frozen=True)
+class AggregateContext:
+    study: Study
+    sdir: StudyDir
+    expansion: Expansion
+    task_id: str
+    output: Path  # results/report.html
+
+
+def context(base: TaskContext) -> AggregateContext:
+    return AggregateContext(base.study, base.sdir, base.expansion, base.task_id, base.output)
+
+
+def run(ctx: AggregateContext) -> None:
     from hpc_instruct.analyze.aggregate import aggregate_study
     from hpc_instruct.analyze.analysis import analyze_study
     from hpc_instruct.analyze.report import write_report
 
-    result = aggregate_study(ctx.layout.root, plan=ctx.expansion)
-    analysis = analyze_study(ctx.layout.root, aggregate=result)
-    report = write_report(ctx.layout.root, analysis=analysis)
+    result = aggregate_study(ctx.sdir.root, plan=ctx.expansion)
+    analysis = analyze_study(ctx.sdir.root, aggregate=result)
+    report = write_report(ctx.sdir.root, analysis=analysis)
     log.info("report: %s", report)
     if not result.completeness.ok:
         raise UserError("study incomplete, report written from what exists:\n" + result.completeness.summary())
-    write_marker(report, ctx.task.id)
+    write_marker(report, ctx.task_id)

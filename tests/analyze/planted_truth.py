@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hpc_instruct.analyze.expected import PlannedTrial
 from hpc_instruct.data.abilities import REGISTRY
+from hpc_instruct.expansion import Owner
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,13 @@ class PlantedTruth:
     seed_sd: float = 0.8
     item_correlation: float = 0.5  # share of an item's latent difficulty common to every checkpoint (0..1)
 
-    def best_epoch(self, trial: PlannedTrial) -> int | None:
+    def best_epoch(self, trial: Owner) -> int | None:
         """The planted best checkpoint of a trained trial (a deterministic pick among its checkpoints)."""
         if not trial.checkpoints:
             return None
         return trial.checkpoints[_stable_int(trial.id, "best-epoch") % len(trial.checkpoints)]
 
-    def curve(self, trial: PlannedTrial, ability: str, num_parameters: float) -> float:
+    def curve(self, trial: Owner, ability: str, num_parameters: float) -> float:
         """Expected accuracy (percent) of the trial at its best epoch, without seed noise."""
         t = self.abilities[ability]
         size = t.size_slope * math.log10(max(num_parameters, 1.0) / self.reference_parameters)
@@ -84,7 +84,7 @@ class PlantedTruth:
         options = [v for v in (curated, synthetic) if v is not None]
         return max(options) if options else t.base + size
 
-    def accuracy(self, trial: PlannedTrial, ability: str, num_parameters: float, epoch: int | None) -> float:
+    def accuracy(self, trial: Owner, ability: str, num_parameters: float, epoch: int | None) -> float:
         """Expected accuracy (percent) at a checkpoint, seed noise and epoch penalty included, kept in 1..99."""
         value = self.curve(trial, ability, num_parameters)
         best = self.best_epoch(trial)
@@ -102,7 +102,7 @@ class PlantedTruth:
             return math.inf
         return t.synthetic_scale * math.log((t.synthetic_ceiling - t.base) / (t.synthetic_ceiling - target))
 
-    def _transfer(self, trial: PlannedTrial, ability: str) -> float:
+    def _transfer(self, trial: Owner, ability: str) -> float:
         trained = next(iter(trial.samples_per_ability), None)
         return self.transfer.get(trained, {}).get(ability, 0.0) if trained else 0.0
 
