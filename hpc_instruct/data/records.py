@@ -326,7 +326,11 @@ def parse_jsonl(data: bytes, *, path: str, split: str, purpose: str,
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            issues.append(Issue(path, number, "-", f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})"))
+            if e.reason == "unexpected end of data":  # cut inside a multi-byte character: a truncated line
+                problem = f"truncated line: it ends inside a UTF-8 character (byte {e.start}), so it is not JSON"
+            else:
+                problem = f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})"
+            issues.append(Issue(path, number, "-", problem))
             continue
         try:
             obj = json.loads(text)
