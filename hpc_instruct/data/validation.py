@@ -3,8 +3,8 @@
 The prepare stage reads training pools with `records.parse_jsonl`; the eval stage reads eval sets with the
 same parser and then classifies each item (`evaluate.sets.classify`). A bad record found there stops a study
 after every trial has trained. `validate_files` runs exactly those checks at planning time, on every record of
-every file, and returns every problem (file:line, field, reason) at once, plus a digest of each record's prompt
-so contamination between training pools and eval sets can be found (`contaminated_items`).
+every file, and returns every problem (file:line, field, reason) at once, plus a digest of each record's
+prompt so contamination between training pools and eval sets can be found (`contaminated_items`).
 
 Speed: files are parsed in worker processes (one file per task, largest first), and each file's result is
 cached under `<cache>/records/` keyed by its content hash, how it is read, and the code that checks it, so a
