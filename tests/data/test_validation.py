@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
 from data_builders import DEMO_ARGS
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hpc_instruct.data import validation
 from hpc_instruct.data.doit_reader import SYNTHETIC_FILE, read_doit
-from hpc_instruct.data.records import EVAL, TRAIN
+from hpc_instruct.data.records import EVAL, TRAIN, normalise_text
 from hpc_instruct.data.validation import DataFile, check_file, contaminated_items, validate_files
 from hpc_instruct.evaluate.sets import classify, load_eval_set
 
@@ -169,3 +173,16 @@ def test_contaminated_items_name_both_places_from_cache_too(root, cache):
         assert [str(i) for i in contaminated_items(training, held_out)] == [
             f"{test}:5: messages: test item has the same prompt as training data at {pool}:{pool_line}"
         ]
+
+
+# Full-width forms, the ideographic space, CJK, compatibility characters (ligatures, circled digits, half-width
+# katakana), combining marks that compose with a preceding full-width letter, and plain ASCII.
+MIXED = "".join(map(chr, [*range(0xFF00, 0xFF70), 0x3000, 0x3002, 0x4E2D, 0x6587, 0xFB01, 0x2460, 0x0301,
+                          0x0308, 0x00C5, 0x212B, 0x1E9B, 0x0323, 0x2002, 0x00A0, *range(0x20, 0x7F)]))
+
+
+@given(st.text(alphabet=MIXED, max_size=60) | st.text(max_size=30))
+def test_prompt_normalisation_equals_plain_nfkc(text):
+    """The full-width fast path of `normalise_text` must give what NFKC + casefold + no whitespace gives."""
+    plain = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).casefold())
+    assert normalise_text(text) == plain
