@@ -112,7 +112,7 @@ def validate_files(
     use_cache: bool = True,
     workers: int | None = None,
 ) -> ValidationReport:
-    """Check every record of `files` (each must exist); never raises for bad data, returns every problem.
+    """Check every record of `files`; never raises for bad data (or an unreadable file): returns every problem.
 
     Args:
         eval_check: run on each parsed item of a file with `classify=True`; a ValueError is its problem.
@@ -124,19 +124,21 @@ def validate_files(
     check_name = f"{eval_check.__module__}.{eval_check.__qualname__}" if eval_check else ""
     results: list[FileCheck | None] = [None] * len(files)
     todo: list[int] = []
-    keys: dict[int, Path] = {}
     for i, f in enumerate(files):
         if cache is not None:
-            sha = hashlib.sha256(f.path.read_bytes()).hexdigest()
-            keys[i] = cache / _entry_name(f, sha, check_name)
-            results[i] = _load_entry(keys[i], f, sha)
+            try:
+                sha = hashlib.sha256(f.path.read_bytes()).hexdigest()
+            except OSError:  # unreadable: check_file reports it as the file's problem
+                todo.append(i)
+                continue
+            results[i] = _load_entry(cache / _entry_name(f, sha, check_name), f, sha)
         if results[i] is None:
             todo.append(i)
 
-    todo.sort(key=lambda i: -files[i].path.stat().st_size)  # the largest first: the pool finishes together
+    todo.sort(key=lambda i: -_size(files[i].path))  # the largest first: the pool finishes together
     for i, check in zip(todo, _run(files, todo, eval_check, workers), strict=True):
         results[i] = check
-        if cache is not None:
+        if cache is not None and check.sha256:
             # The worker hashed what it parsed; a file changed since the lookup is stored under its new hash.
             _store_entry(cache / _entry_name(files[i], check.sha256, check_name), check)
     return ValidationReport(tuple(r for r in results if r is not None))
@@ -163,8 +165,11 @@ def contaminated_items(training: Iterable[FileCheck], held_out: Iterable[FileChe
 # -- parsing (runs in worker processes) ----------------------------------------------------------------------
 def check_file(file: DataFile, eval_check: EvalCheck | None = None) -> FileCheck:
     """Parse one file with the stages' parser and, for eval sets, their format check."""
-    data = file.path.read_bytes()
     path = str(file.path)
+    try:
+        data = file.path.read_bytes()
+    except OSError as e:
+        return FileCheck(file, "", 0, (Issue(path, 0, "-", f"cannot read the file: {e.strerror or e}"),), ())
     samples, issues = parse_jsonl(
         data, path=path, split=file.split, purpose=file.purpose, expected_ability=file.ability
     )
@@ -185,11 +190,18 @@ def _run(
     files: Sequence[DataFile], todo: list[int], eval_check: EvalCheck | None, workers: int | None
 ) -> Iterable[FileCheck]:
     workers = min(workers or _cpus(), len(todo))
-    size = sum(files[i].path.stat().st_size for i in todo)
+    size = sum(_size(files[i].path) for i in todo)
     if workers <= 1 or size < PARALLEL_MIN_BYTES:
         return [check_file(files[i], eval_check) for i in todo]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(check_file, [files[i] for i in todo], [eval_check] * len(todo)))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _cpus() -> int:

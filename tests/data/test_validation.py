@@ -186,3 +186,11 @@ def test_prompt_normalisation_equals_plain_nfkc(text):
     """The full-width fast path of `normalise_text` must give what NFKC + casefold + no whitespace gives."""
     plain = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).casefold())
     assert normalise_text(text) == plain
+
+
+def test_an_unreadable_file_is_a_problem_not_a_crash(tmp_path, cache):
+    folder = tmp_path / "curated" / "full" / "biology_full.json"
+    folder.mkdir(parents=True)  # a directory where the file should be
+    report = validate_files([DataFile(folder, "full", TRAIN, "biology")], cache_dir=cache)
+    assert [str(i) for i in report.issues] == [f"{folder}: -: cannot read the file: Is a directory"]
+    assert not cache.exists()  # nothing cached for a file that could not be read
