@@ -46,7 +46,7 @@ training:
 """
 
 
-class Study:
+class DataFolder:
     """A clean generated data folder, a recipe that reads it, and a private validation cache."""
 
     def __init__(self, tmp: Path):
@@ -96,12 +96,12 @@ class Study:
 
 
 @pytest.fixture
-def study(tmp_path) -> Study:
-    return Study(tmp_path)
+def study(tmp_path) -> DataFolder:
+    return DataFolder(tmp_path)
 
 
 def assert_rejected(
-    study: Study,
+    study: DataFolder,
     result: subprocess.CompletedProcess,
     path: Path,
     line: int,
@@ -235,7 +235,7 @@ def test_non_utf8_bytes(study):
     assert_rejected(study, study.hpci("validate"), path, 2, "-", "not valid UTF-8", before)
 
 
-def _leak_test_item(study: Study) -> tuple[Path, Path, int]:
+def _leak_test_item(study: DataFolder) -> tuple[Path, Path, int]:
     """Copy line 2 of biology's test set to the end of biology's training pool (the prompt re-spaced)."""
     test = study.data / "curated/test/biology_test.json"
     record = json.loads(test.read_text(encoding="utf-8").splitlines()[1])
