@@ -32,12 +32,13 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpc_instruct.recipe.study import load_study
 
-    study = load_study(args.recipe, tuple(args.overrides))
+    study = load_study(args.recipe, tuple(args.overrides), check_data=True)
     ex = study.expand(with_eval=True)
     for w in study.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    records = f"; data: {study.records}" if study.records else ""
     print(f"ok: {args.recipe}: study {study.recipe.study.name!r}, {len(ex.trials)} trials, "
-          f"{len(ex.eval_tasks)} eval tasks")
+          f"{len(ex.eval_tasks)} eval tasks{records}")
     return 0
 
 
@@ -45,7 +46,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from hpc_instruct.launch.plan import plan_dict, plan_table
     from hpc_instruct.recipe.study import load_study
 
-    study = load_study(args.recipe, tuple(args.overrides))
+    study = load_study(args.recipe, tuple(args.overrides), check_data=True)
     ex = study.expand(with_eval=True)
     if args.write:
         from hpc_instruct.launch.study_files import write_study
@@ -63,7 +64,7 @@ def _load_for_launch(args: argparse.Namespace):
     from hpc_instruct.launch.study_files import write_study
     from hpc_instruct.recipe.study import load_study
 
-    study = load_study(args.recipe, tuple(args.overrides))
+    study = load_study(args.recipe, tuple(args.overrides), check_data=True)
     for w in study.warnings:
         print(f"warning: {w}", file=sys.stderr)
     ex = study.expand()
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a recipe; every problem with file:line and a suggestion (exit 2)",
                        description="Load a recipe (includes, ${ENV} values, overrides), check every key, type, range "
-                       "and consistency rule, and report all problems at once. Writes nothing.")
+                       "and consistency rule, read every record of the data files the study uses (as the stages would; "
+                       "cached by content hash), and report all problems at once. Writes nothing.")
     _recipe_args(p)
     p.set_defaults(func=cmd_validate)
 

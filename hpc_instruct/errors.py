@@ -41,8 +41,8 @@ class Problem:
 class RecipeError(UserError):
     """Every problem found in a recipe, reported together (one line each)."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], what: str = "recipe"):
         self.problems = list(problems)
         n = len(self.problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in recipe"
+        head = f"{n} problem{'s' if n != 1 else ''} in {what}"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))

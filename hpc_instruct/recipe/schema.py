@@ -45,6 +45,8 @@ class DataConfig:
     generate: GeneratedData | None = spec(None, help="generate demo data into <study>/data instead of reading root")
     mean_tokens: dict[str, int] = spec(factory=dict, identity=False,
                                        help="planning assumption per ability (or 'default'), tokens per sample")
+    allow_contamination: bool = spec(False, identity=False,
+                                     help="accept eval items whose prompt is in a training pool (else an error)")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from hpc_instruct.recipe.checks import Checker
 from hpc_instruct.recipe.coerce import INVALID, Builder
 from hpc_instruct.recipe.data_facts import DataFacts, gather
 from hpc_instruct.recipe.expand import expand
+from hpc_instruct.recipe.record_checks import check_records
 from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import Tree, load_tree
 from hpc_instruct.train.config import ModelConfig
@@ -31,6 +32,7 @@ class Study:
     facts: DataFacts
     directory: Path
     warnings: tuple[str, ...]
+    records: str = ""  # what the record check read ("43490 records in 31 files checked ..."), "" when not asked
 
     def expand(self, with_eval: bool = True) -> Expansion:
         return expand(self.recipe, self.shapes, self.facts, with_eval=with_eval)
@@ -44,7 +46,10 @@ class Study:
         return {m.name: m for m in self.recipe.models}
 
 
-def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=None) -> Study:
+def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=None, *,
+               check_data: bool = False) -> Study:
+    """Load and check a recipe. `check_data` also reads every record of the study's data files (validate, plan,
+    submit and run ask for it; a stage task does not: its study was checked before it was queued)."""
     tree = load_tree(path, overrides, env)
     builder = Builder(tree, Recipe)
     recipe = builder.build()
@@ -57,6 +62,10 @@ def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=Non
     directory = Path(recipe.study.output_root) / recipe.study.name
     facts = gather(recipe.data, recipe.evaluation.out_of_domain, directory)
     checker.sweep(facts)
-    if checker.problems:
-        raise RecipeError(checker.problems)
-    return Study(recipe, tree, shapes, facts, directory, tuple(checker.warnings) + facts.warnings)
+    records = check_records(recipe) if check_data else None
+    if checker.problems or (records and records.problems):
+        what = "recipe and its data" if records and records.problems else "recipe"
+        raise RecipeError(checker.problems + list(records.problems if records else ()), what)
+    warnings = tuple(checker.warnings) + facts.warnings + (records.warnings if records else ())
+    summary = records.report.summary() if records and records.report else ""
+    return Study(recipe, tree, shapes, facts, directory, warnings, summary)
