@@ -7,7 +7,7 @@ RecipeError listing every problem found, each with file:line, key, expectation a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpc_instruct.errors import RecipeError
@@ -15,6 +15,7 @@ from hpc_instruct.recipe.checks import Checker
 from hpc_instruct.recipe.coerce import INVALID, Builder
 from hpc_instruct.recipe.data_facts import DataFacts, gather
 from hpc_instruct.recipe.expand import Expansion, expand
+from hpc_instruct.recipe.memory_checks import ModelMemory, check_memory
 from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import Tree, load_tree
 from hpc_instruct.train.presets import ModelShape
@@ -28,6 +29,7 @@ class Study:
     facts: DataFacts
     directory: Path
     warnings: tuple[str, ...]
+    memory: dict[str, ModelMemory] = field(default_factory=dict)  # per model: GPU, node and eval memory
 
     def expand(self, with_eval: bool = True) -> Expansion:
         return expand(self.recipe, self.shapes, self.facts, with_eval=with_eval)
@@ -46,6 +48,7 @@ def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=Non
     directory = Path(recipe.study.output_root) / recipe.study.name
     facts = gather(recipe.data, recipe.evaluation.out_of_domain, directory)
     checker.sweep(facts)
+    memory = check_memory(checker, shapes) if not checker.problems else {}
     if checker.problems:
         raise RecipeError(checker.problems)
-    return Study(recipe, tree, shapes, facts, directory, tuple(checker.warnings) + facts.warnings)
+    return Study(recipe, tree, shapes, facts, directory, tuple(checker.warnings) + facts.warnings, memory)

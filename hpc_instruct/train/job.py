@@ -92,6 +92,6 @@ def job_from_context(ctx) -> TrainJob:
         tokenizer=prep["tokenizer"],
         template=prep["template"],
         root=ctx.layout.root,
-        gpu_peak_tflops=recipe.execution.gpu_peak_tflops,
+        gpu_peak_tflops=recipe.execution.gpu_spec().peak_tflops(recipe.training.precision),
         planned_steps=trial.steps,
     )
