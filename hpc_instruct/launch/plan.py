@@ -94,7 +94,7 @@ def memory_dict(study: Study) -> dict:
 
     return {name: {"gpu": m.gpu, "gpu_gib": round(m.gpu_gib, 2),
                    "train_ranks": [parts(b) | {"pp_rank": i} for i, b in enumerate(m.train.per_stage)],
-                   "train_node_host": parts(m.train.host), "eval_gpu": parts(m.eval)}
+                   "train_node_host": parts(m.train.host), "eval_gpu": parts(m.eval) | {"gpu": m.eval_gpu}}
             for name, m in study.memory.items()}
 
 
@@ -168,7 +168,7 @@ def _memory_lines(study: Study) -> list[str]:
         for i, b in enumerate(m.train.per_stage):
             rows.append([name, f"train pp{i}", f"{b.gib:.1f} / {m.gpu_gib:.0f}", _parts(b)])
         rows.append([name, "train node host", f"{m.train.host.gib:.0f} / {m.train.node_mem_gib:g}", _parts(m.train.host)])
-        rows.append([name, "eval GPU", f"{m.eval.gib:.1f} / {m.gpu_gib:.0f}", _parts(m.eval)])
+        rows.append([name, f"eval ({m.eval_gpu})", f"{m.eval.gib:.1f} / {m.eval_gpu_gib:.0f}", _parts(m.eval)])
     return ["", f"memory per rank (GiB, on {next(iter(study.memory.values())).gpu}):"] + _table(
         ["model", "where", "need / have", "parts"], rows)
 

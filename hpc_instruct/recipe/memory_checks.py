@@ -15,7 +15,7 @@ from hpc_instruct.recipe.schema import ModelConfig, Recipe
 from hpc_instruct.recipe.source import KeyPath
 from hpc_instruct.train.presets import ModelShape
 from hpc_instruct.train.scale.fit import TrainFit, bigger_gpu, check_train, host_needed_gib, smallest_fix
-from hpc_instruct.train.scale.gpu import GpuSpec
+from hpc_instruct.train.scale.gpu import GpuSpec, larger_presets
 from hpc_instruct.train.scale.memory import Breakdown, EvalSetup, TrainSetup, gpu_eval
 from hpc_instruct.train.scale.ranks import LayoutKey
 
@@ -29,6 +29,8 @@ class ModelMemory:
     gpu_gib: float
     train: TrainFit
     eval: Breakdown
+    eval_gpu: str
+    eval_gpu_gib: float
 
 
 def train_setup(m: ModelConfig, shape: ModelShape, recipe: Recipe) -> TrainSetup:
@@ -49,11 +51,15 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
     """Record every memory problem on `checker` (a `recipe.checks.Checker`); the figures of each model."""
     recipe: Recipe = checker.recipe
     ex = recipe.execution
-    try:
-        gpu = ex.gpu_spec()
-    except KeyError as exc:
-        checker.problem(("execution", "gpu"), str(exc.args[0]))
+    gpus = {}
+    for stage, key in (("train", "gpu"), ("eval", "eval_gpu")):
+        try:
+            gpus[stage] = ex.gpu_spec(stage)
+        except KeyError as exc:
+            checker.problem(("execution", key), str(exc.args[0]))
+    if len(gpus) < 2:
         return {}
+    gpu, eval_gpu = gpus["train"], gpus["eval"]
     if ex.eval.gpus > 1:
         checker.problem(("execution", "eval", "gpus"),
                         f"{ex.eval.gpus} GPUs requested, but an eval task loads its model onto one GPU",
@@ -75,15 +81,15 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
         setup = train_setup(m, shape, recipe)
         fit = check_train(setup, gpu, ex.train.mem_gb)
         evaluation = gpu_eval(eval_setup(shape, recipe))
-        out[m.name] = ModelMemory(m.name, gpu.name, gpu.memory_gib, fit, evaluation)
+        out[m.name] = ModelMemory(m.name, gpu.name, gpu.memory_gib, fit, evaluation, eval_gpu.name, eval_gpu.memory_gib)
         if not fit.gpu_ok:
             _gpu_problem(checker, at, m, fit, gpu)
         elif not fit.host_ok:
             checker.problem(("execution", "train", "mem_gb"),
                             f"a node training {m.name!r} needs {fit.host.describe()}, more than mem_gb={ex.train.mem_gb:g}",
                             f"execution.train.mem_gb={host_needed_gib(fit)}")
-        if evaluation.gib > gpu.memory_gib:
-            _eval_problem(checker, m, shape, recipe, gpu, evaluation)
+        if evaluation.gib > eval_gpu.memory_gib:
+            _eval_problem(checker, m, shape, recipe, eval_gpu, evaluation)
     return out
 
 
@@ -107,7 +113,9 @@ def _gpu_problem(checker, at: KeyPath, m: ModelConfig, fit: TrainFit, gpu: GpuSp
 def _eval_problem(checker, m: ModelConfig, shape: ModelShape, recipe: Recipe, gpu: GpuSpec, ev: Breakdown) -> None:
     fits = [b for b in range(recipe.evaluation.batch_size - 1, 0, -1)
             if gpu_eval(eval_setup(shape, recipe, b)).gib <= gpu.memory_gib]
-    hint = f"evaluation.batch_size={fits[0]}" if fits else "a GPU with more memory"
+    bigger = [g.name for g in larger_presets(gpu) if g.memory_gib >= ev.gib]
+    hint = (f"evaluation.batch_size={fits[0]}" if fits else
+            f"execution.eval_gpu={bigger[0]}" if bigger else "a GPU with more memory (execution.eval_gpu)")
     checker.problem(("evaluation", "batch_size"),
                     f"evaluating {m.name!r} on one {gpu.name} needs {ev.describe()}", hint)
 

@@ -202,17 +202,19 @@ class ExecutionConfig:
     local_parallelism: int = spec(1, lo=1, help="local executor: tasks at once")
     gpu: str | GpuValues = spec("a100-80g", identity=False,
                                 help="the GPU: a100-40g, a100-80g, h100-80g, h200-141g, or {memory_gib, bf16_tflops, ...}")
+    eval_gpu: str | GpuValues | None = spec(None, identity=False,
+                                            help="the GPU eval tasks run on (one per task); default: gpu")
     assumed_mfu: float = spec(0.35, gt=0, hi=1, help="planning: model FLOPs utilisation")
     prepare: StageResources = spec(factory=lambda: StageResources(30, 32, 8, 0))
     train: StageResources = spec(factory=lambda: StageResources(1440, 480, 8, 0))
     eval: StageResources = spec(factory=lambda: StageResources(120, 64, 8, 1))
     aggregate: StageResources = spec(factory=lambda: StageResources(30, 16, 4, 0))
 
-    def gpu_spec(self) -> GpuSpec:
-        """The GPU as a `GpuSpec` (KeyError for an unknown preset name; the checks report it first)."""
-        if isinstance(self.gpu, str):
-            return gpu_preset(self.gpu)
-        g = self.gpu
+    def gpu_spec(self, stage: str = "train") -> GpuSpec:
+        """The GPU of `stage` as a `GpuSpec` (KeyError for an unknown preset name; the checks report it first)."""
+        g = self.eval_gpu if stage == "eval" and self.eval_gpu is not None else self.gpu
+        if isinstance(g, str):
+            return gpu_preset(g)
         return GpuSpec("custom", g.memory_gib, g.bf16_tflops, g.fp16_tflops or g.bf16_tflops,
                        g.fp32_tflops or g.bf16_tflops / 2, g.gpus_per_node)
 
