@@ -33,25 +33,30 @@ def simulate(key: LayoutKey, dp: int = 1, every_tensor_rank: bool = True) -> tup
         raise ValueError("cannot simulate: " + "; ".join(key.problems()))
     if torch.distributed.is_initialized():
         raise RuntimeError("simulate() needs a process without a process group (it creates fake ones)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # megatron warns about Apex/TE fallbacks on import and every build
+        out = _simulate(key, dp, every_tensor_rank)
+    return tuple(out[k] for k in sorted(out))
+
+
+def _simulate(key: LayoutKey, dp: int, every_tensor_rank: bool) -> dict[tuple[int, int], RankParams]:
     world = key.tp * key.pp * dp
     ranks = _world_ranks(key, dp)
     out: dict[tuple[int, int], RankParams] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # megatron warns about Apex/TE fallbacks on every build
-        for p in range(key.pp):
-            tensor_ranks = range(key.tp) if every_tensor_rank else sorted({0, key.tp - 1})
-            for t in tensor_ranks:
-                with _fake_world(ranks[(p, t)], world, key) as (got_p, got_t):
-                    if (got_p, got_t) != (p, t):  # our rank choice must agree with megatron's groups
-                        raise AssertionError(f"world rank {ranks[(p, t)]} is ({got_p}, {got_t}), expected ({p}, {t})")
-                    out[(p, t)] = _count(key, p, t)
-            if not every_tensor_rank:
-                first, last = out[(p, 0)], out[(p, key.tp - 1)]
-                if (first.params, first.largest) != (last.params, last.largest):
-                    raise AssertionError(f"TP ranks of stage {p} differ: {first} vs {last}")
-                for t in range(key.tp):
-                    out.setdefault((p, t), _with_tp_rank(first, t))
-    return tuple(out[k] for k in sorted(out))
+    for p in range(key.pp):
+        tensor_ranks = range(key.tp) if every_tensor_rank else sorted({0, key.tp - 1})
+        for t in tensor_ranks:
+            with _fake_world(ranks[(p, t)], world, key) as (got_p, got_t):
+                if (got_p, got_t) != (p, t):  # our rank choice must agree with megatron's groups
+                    raise AssertionError(f"world rank {ranks[(p, t)]} is ({got_p}, {got_t}), expected ({p}, {t})")
+                out[(p, t)] = _count(key, p, t)
+        if not every_tensor_rank:
+            first, last = out[(p, 0)], out[(p, key.tp - 1)]
+            if (first.params, first.largest) != (last.params, last.largest):
+                raise AssertionError(f"TP ranks of stage {p} differ: {first} vs {last}")
+            for t in range(key.tp):
+                out.setdefault((p, t), _with_tp_rank(first, t))
+    return out
 
 
 def _world_ranks(key: LayoutKey, dp: int) -> dict[tuple[int, int], int]:
