@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from hpc_instruct.train.scale.cache import rank_params
 from hpc_instruct.train.scale.gpu import GpuSpec, larger_presets
-from hpc_instruct.train.scale.memory import GIB, Breakdown, TrainSetup, gpu_train, host_train
+from hpc_instruct.train.scale.memory import Breakdown, TrainSetup, gpu_train, host_train
 from hpc_instruct.train.scale.ranks import LayoutKey, RankParams, closed_form
 
 
@@ -139,7 +139,3 @@ def _changes(old: TrainSetup, new: TrainSetup) -> tuple[tuple[str, object], ...]
              ("distributed_optimizer", old.distributed_optimizer, new.distributed_optimizer),
              ("activation_checkpointing", old.recompute == "full", new.recompute == "full")]
     return tuple((k, b) for k, a, b in pairs if a != b)
-
-
-def gib(b: int) -> str:
-    return f"{b / GIB:.1f}"
