@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
 from hpc_instruct.expansion import Expansion
-from hpc_instruct.launch.tasks import EVAL_WEIGHTS_GB_PER_GPU, STAGES, Task, build_tasks, resources
+from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, resources
 from hpc_instruct.recipe.study import Study
 
 
@@ -81,18 +81,31 @@ def plan_dict(study: Study, ex: Expansion) -> dict:
         "eval_tasks": [asdict(e) for e in ex.eval_tasks],
         "jobs": [asdict(j) for j in jobs],
         "totals": totals(ex, jobs),
+        "memory": memory_dict(study),
         "warnings": list(study.warnings),
     }
+
+
+def memory_dict(study: Study) -> dict:
+    """Per model: each pipeline rank's GPU memory, a node's host memory and an eval GPU's, GiB by part."""
+    def parts(b) -> dict:
+        return {"total_gib": round(b.gib, 2)} | {name: round(v / 2**30, 2) for name, v in b.parts}
+
+    return {name: {"gpu": m.gpu, "gpu_gib": round(m.gpu_gib, 2),
+                   "train_ranks": [parts(b) | {"pp_rank": i} for i, b in enumerate(m.train.per_stage)],
+                   "train_node_host": parts(m.train.host), "eval_gpu": parts(m.eval) | {"gpu": m.eval_gpu}}
+            for name, m in study.memory.items()}
 
 
 def assumptions(study: Study) -> dict:
     ex = study.recipe.execution
     return {
         "flops": "6*N per trained token + 6*layers*seq*hidden (causal attention), N = parameters",
-        "gpu_peak_tflops": ex.gpu_peak_tflops,
+        "gpu": ex.gpu_spec().name,
+        "gpu_peak_tflops": ex.gpu_spec().peak_tflops(study.recipe.training.precision),
         "assumed_mfu": ex.assumed_mfu,
         "tokens_per_sample": study.facts.mean_tokens,
-        "eval_gpus": f"bf16 weights at <= {EVAL_WEIGHTS_GB_PER_GPU:g} GB per GPU",
+        "eval_gpus": "one GPU per eval task: bf16 weights + KV cache (checked against the GPU's memory)",
     }
 
 
@@ -132,16 +145,35 @@ def plan_table(study: Study, ex: Expansion, every_eval_task: bool = False) -> st
         out += _table(["eval task", "trial", "checkpoint", "set", "shard", "items"],
                       [[e.id, e.trial, e.checkpoint, e.eval_set, f"{e.shard + 1}/{e.shards}", f"{e.start}-{e.stop}"]
                        for e in ex.eval_tasks])
+    out += _memory_lines(study)
     tot = totals(ex, jobs)
     a = assumptions(study)
     out += ["", f"totals: {tot['trials']} trials ({', '.join(f'{k} {v}' for k, v in tot['by_source'].items())}), "
                 f"{tot['baselines']} base models, {tot['eval_tasks']} eval tasks in {tot['array_jobs']} array jobs; "
                 f"{tot['optimizer_steps']} optimizer steps, {_si(tot['train_tokens'])} trained tokens, "
                 f"~{tot['train_gpu_hours']:.0f} training GPU-hours",
-            f"assumptions: FLOPs = {a['flops']}; peak {a['gpu_peak_tflops']:g} TFLOP/s per GPU at MFU "
+            f"assumptions: FLOPs = {a['flops']}; {a['gpu']} peak {a['gpu_peak_tflops']:g} TFLOP/s per GPU at MFU "
             f"{a['assumed_mfu']:g}; eval GPUs: {a['eval_gpus']}"]
     out += [f"warning: {w}" for w in study.warnings]
     return "\n".join(out)
+
+
+def _memory_lines(study: Study) -> list[str]:
+    """Per model and pipeline rank: GPU memory by part (GiB), then a node's host peak and an eval GPU."""
+    if not study.memory:
+        return []
+    rows = []
+    for name, m in study.memory.items():
+        for i, b in enumerate(m.train.per_stage):
+            rows.append([name, f"train pp{i}", f"{b.gib:.1f} / {m.gpu_gib:.0f}", _parts(b)])
+        rows.append([name, "train node host", f"{m.train.host.gib:.0f} / {m.train.node_mem_gib:g}", _parts(m.train.host)])
+        rows.append([name, f"eval ({m.eval_gpu})", f"{m.eval.gib:.1f} / {m.eval_gpu_gib:.0f}", _parts(m.eval)])
+    return ["", f"memory per rank (GiB, on {next(iter(study.memory.values())).gpu}):"] + _table(
+        ["model", "where", "need / have", "parts"], rows)
+
+
+def _parts(b) -> str:
+    return ", ".join(f"{name} {v / 2**30:.1f}" for name, v in b.parts if v)
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:

@@ -11,7 +11,6 @@ A task is done when its output's marker carries the task's id (content hash): a 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from hpc_instruct.stages.prepare import mixture_id
 from hpc_instruct.study_dir import SELECTED, StudyDir
 
 STAGES = ORDER  # prepare -> train -> eval -> aggregate
-EVAL_WEIGHTS_GB_PER_GPU = 40.0  # planning: bf16 weights that one eval GPU holds with room for the KV cache
 
 
 @dataclass(frozen=True)
@@ -40,10 +38,9 @@ class Resources:
 
 
 def eval_gpus(num_parameters: int, device: str) -> int:
-    """GPUs one eval task needs: bf16 weights (2 bytes/param) at <= EVAL_WEIGHTS_GB_PER_GPU per GPU."""
-    if device != "cuda":
-        return 0
-    return max(1, math.ceil(2 * num_parameters / 1e9 / EVAL_WEIGHTS_GB_PER_GPU))
+    """GPUs one eval task uses: one on CUDA (the eval code loads the model onto one device; whether it fits is
+    checked at validation, `recipe.memory_checks`), none on CPU."""
+    return 1 if device == "cuda" else 0
 
 
 def resources(study: Study, stage: str, group: str) -> Resources:

@@ -124,7 +124,8 @@ def _trial(tid, label, source, m: ModelConfig, shape: ModelShape, request, count
     gpus = world if m.device == "cuda" else 0
     seq = t.max_length if t.packing else max(1, tokens_epoch // max(1, samples))
     flops = shape.flops_per_token(seq) * tokens_epoch * epochs
-    gpu_hours = flops / (ex.gpu_peak_tflops * 1e12 * ex.assumed_mfu) / 3600 if gpus else 0.0
+    peak = ex.gpu_spec().peak_tflops(t.precision)
+    gpu_hours = flops / (peak * 1e12 * ex.assumed_mfu) / 3600 if gpus else 0.0
     return Trial(tid, label, m.name, _size(m), source, request, counts, synthetic, samples, seed, m.nodes, gpus,
                  m.tp, m.pp, m.dp, steps_per_epoch, epochs, steps_per_epoch * epochs, tokens_epoch * epochs, ckpts,
                  gpu_hours)

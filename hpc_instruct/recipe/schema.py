@@ -16,6 +16,7 @@ from typing import Literal
 from hpc_instruct.config_fields import required, spec
 from hpc_instruct.data.abilities import ABILITY_KEYS
 from hpc_instruct.train.config import ModelConfig, TrainingConfig
+from hpc_instruct.train.scale.gpu import GpuSpec, gpu_preset
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,17 @@ class StageResources:
 
 
 @dataclass(frozen=True)
+class GpuValues:
+    """A GPU given by its figures instead of a preset name (dense peaks, no sparsity)."""
+
+    memory_gib: float = required(gt=0, help="device memory per GPU, GiB")
+    bf16_tflops: float = required(gt=0, help="dense bf16 tensor-core peak")
+    fp16_tflops: float | None = spec(None, gt=0, help="default: bf16_tflops")
+    fp32_tflops: float | None = spec(None, gt=0, help="TF32 peak fp32 training gets; default: bf16_tflops / 2")
+    gpus_per_node: int = spec(8, lo=1, help="GPUs in one node; tensor parallelism stays inside a node")
+
+
+@dataclass(frozen=True)
 class ExecutionConfig:
     executor: Literal["local", "debug", "slurm"] = spec("local")
     partition: str | None = spec(None)
@@ -131,12 +143,23 @@ class ExecutionConfig:
     max_array_size: int | None = spec(None, lo=1, help="default: the cluster's MaxArraySize")
     setup: tuple[str, ...] = spec((), help="shell lines run before each task (module load ..., source ...)")
     local_parallelism: int = spec(1, lo=1, help="local executor: tasks at once")
-    gpu_peak_tflops: float = spec(312.0, gt=0, help="planning: dense bf16 peak per GPU (A100 312, H100 989)")
+    gpu: str | GpuValues = spec("a100-80g", identity=False,
+                                help="the GPU: a100-40g, a100-80g, h100-80g, h200-141g, or {memory_gib, bf16_tflops, ...}")
+    eval_gpu: str | GpuValues | None = spec(None, identity=False,
+                                            help="the GPU eval tasks run on (one per task); default: gpu")
     assumed_mfu: float = spec(0.35, gt=0, hi=1, help="planning: model FLOPs utilisation")
     prepare: StageResources = spec(factory=lambda: StageResources(30, 32, 8, 0))
     train: StageResources = spec(factory=lambda: StageResources(1440, 480, 8, 0))
     eval: StageResources = spec(factory=lambda: StageResources(120, 64, 8, 1))
     aggregate: StageResources = spec(factory=lambda: StageResources(30, 16, 4, 0))
+
+    def gpu_spec(self, stage: str = "train") -> GpuSpec:
+        """The GPU of `stage` as a `GpuSpec` (KeyError for an unknown preset name; the checks report it first)."""
+        g = self.eval_gpu if stage == "eval" and self.eval_gpu is not None else self.gpu
+        if isinstance(g, str):
+            return gpu_preset(g)
+        return GpuSpec("custom", g.memory_gib, g.bf16_tflops, g.fp16_tflops or g.bf16_tflops,
+                       g.fp32_tflops or g.bf16_tflops / 2, g.gpus_per_node)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpc_instruct.errors import RecipeError
@@ -17,6 +17,7 @@ from hpc_instruct.recipe.checks import Checker
 from hpc_instruct.recipe.coerce import INVALID, Builder
 from hpc_instruct.recipe.data_facts import DataFacts, gather
 from hpc_instruct.recipe.expand import expand
+from hpc_instruct.recipe.memory_checks import ModelMemory, check_memory
 from hpc_instruct.recipe.record_checks import check_records
 from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import Tree, load_tree
@@ -33,6 +34,7 @@ class Study:
     directory: Path
     warnings: tuple[str, ...]
     records: str = ""  # what the record check read ("43490 records in 31 files checked ..."), "" when not asked
+    memory: dict[str, ModelMemory] = field(default_factory=dict)  # per model: GPU, node and eval memory
 
     def expand(self, with_eval: bool = True) -> Expansion:
         return expand(self.recipe, self.shapes, self.facts, with_eval=with_eval)
@@ -62,10 +64,11 @@ def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=Non
     directory = Path(recipe.study.output_root) / recipe.study.name
     facts = gather(recipe.data, recipe.evaluation.out_of_domain, directory)
     checker.sweep(facts)
-    records = check_records(recipe) if check_data else None
+    memory = check_memory(checker, shapes) if not checker.problems else {}
+    records = check_records(recipe) if check_data and not checker.problems else None
     if checker.problems or (records and records.problems):
         what = "recipe and its data" if records and records.problems else "recipe"
         raise RecipeError(checker.problems + list(records.problems if records else ()), what)
     warnings = tuple(checker.warnings) + facts.warnings + (records.warnings if records else ())
     summary = records.report.summary() if records and records.report else ""
-    return Study(recipe, tree, shapes, facts, directory, warnings, summary)
+    return Study(recipe, tree, shapes, facts, directory, warnings, summary, memory)

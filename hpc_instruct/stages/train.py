@@ -60,7 +60,7 @@ def job(ctx: TrainContext):
         tokenizer=prep["tokenizer"],
         template=prep["template"],
         root=ctx.sdir.root,
-        gpu_peak_tflops=recipe.execution.gpu_peak_tflops,
+        gpu_peak_tflops=recipe.execution.gpu_spec().peak_tflops(recipe.training.precision),
         planned_steps=trial.steps,
     )
 

@@ -59,7 +59,7 @@ def _list_column(table: Any, name: str) -> list[np.ndarray]:
 
 
 def load_rows(packed_dir: str | Path, packing: bool = True) -> TrainRows:
-    """Rows of the packed mixture at `packed_dir` (what `hpc_instruct.data.prepare` wrote).
+    """Rows of the packed mixture at `packed_dir` (what `hpc_instruct.stages.prepare` wrote).
 
     With `packing=False` each sample becomes its own row (segment id 0), in mixture order.
     """

@@ -6,6 +6,7 @@ groups, PP must divide layers) and to estimate FLOPs, on a login node.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 
@@ -75,3 +76,12 @@ def preset(name: str, family: str | None = None, vocab_size: int | None = None) 
     if vocab_size is not None:
         shape = replace(shape, vocab_size=vocab_size)
     return shape
+
+
+def padded_vocab_size(vocab_size: int, tensor_parallel: int, multiple: int) -> int:
+    """Vocabulary rounded up so each TP rank holds an equal slice (e.g. 49953 -> 50048 with multiple 128).
+
+    Torch-free so the at-scale planner (`hpc_instruct.train.scale`) counts the same rows megatron builds.
+    """
+    step = math.lcm(multiple, tensor_parallel)
+    return -(-vocab_size // step) * step

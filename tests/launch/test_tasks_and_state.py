@@ -51,7 +51,7 @@ def test_tasks_cover_every_stage_with_dependencies(tmp_path):
 
 def test_resources_follow_layout_and_recipe(tmp_path):
     study, _ = make(tmp_path, RECIPE.replace("device: cpu, tp: 2, global_batch: 8", "tp: 4, pp: 2, dp: 2, nodes: 2, global_batch: 16"),
-                    "execution.train.cpus_per_task=6", "training.precision=bf16")
+                    "execution.train.cpus_per_task=6", "execution.train.mem_gb=64", "training.precision=bf16")
     r = resources(study, "train", "2n8g")
     assert (r.nodes, r.tasks_per_node, r.gpus_per_node, r.cpus_per_task) == (2, 8, 8, 6)
     jobs = stage_jobs(study, study.expand())

@@ -15,7 +15,6 @@ not, so masked attention over the packed row equals running each sample alone (t
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +29,7 @@ from megatron.core.transformer.transformer_block import (
     get_num_layers_to_build,
 )
 
-from hpc_instruct.train.presets import ModelShape
+from hpc_instruct.train.presets import ModelShape, padded_vocab_size  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -95,14 +94,14 @@ class ModelOptions:
         return getattr(torch, self.dtype)
 
 
-def padded_vocab_size(vocab_size: int, tensor_parallel: int, multiple: int) -> int:
-    """Vocabulary rounded up so each TP rank holds an equal slice (e.g. 49953 -> 50048 with multiple 128)."""
-    step = math.lcm(multiple, tensor_parallel)
-    return -(-vocab_size // step) * step
+def transformer_config(
+    shape: ModelShape, layout: ParallelLayout, options: ModelOptions, on_meta: bool = False
+) -> TransformerConfig:
+    """The megatron-core config for `shape` (Llama/Qwen2 conventions) under `layout`.
 
-
-def transformer_config(shape: ModelShape, layout: ParallelLayout, options: ModelOptions) -> TransformerConfig:
-    """The megatron-core config for `shape` (Llama/Qwen2 conventions) under `layout`."""
+    `on_meta`: for the at-scale simulation (`hpc_instruct.train.scale`): parameters are created without a
+    device argument (so a `torch.device("meta")` context places them) and not initialised, even with CUDA.
+    """
     dtype = options.torch_dtype()
     recompute: dict[str, Any] = {}
     if options.recompute == "full":
@@ -148,7 +147,8 @@ def transformer_config(shape: ModelShape, layout: ParallelLayout, options: Model
         masked_softmax_fusion=False,
         apply_rope_fusion=False,
         gradient_accumulation_fusion=False,
-        use_cpu_initialization=not torch.cuda.is_available(),
+        use_cpu_initialization=on_meta or not torch.cuda.is_available(),
+        perform_initialization=not on_meta,
         # The loss is a sum over target tokens; gradients are divided by the global token count in
         # finalize_model_grads, so micro-batches with more target tokens weigh more (= one big batch).
         calculate_per_token_loss=True,
@@ -184,15 +184,16 @@ def _block_spec(config: TransformerConfig, vp_stage: int | None) -> TransformerB
 
 
 def build_model(
-    shape: ModelShape, layout: ParallelLayout, options: ModelOptions = ModelOptions()
+    shape: ModelShape, layout: ParallelLayout, options: ModelOptions = ModelOptions(), on_meta: bool = False
 ) -> list[GPTModel]:
     """The model chunks this rank holds: one per virtual pipeline stage (one without interleaving).
 
     Randomly initialised (megatron's init, std `options.init_std`); for weights that do not depend on the
     layout, load them with `convert.load_hf_weights`. With CUDA the chunks are on the current GPU.
+    `on_meta`: build inside `torch.device("meta")` for shapes only (see `transformer_config`); never moved.
     """
     layout.check(shape, torch.distributed.get_world_size() if torch.distributed.is_initialized() else None)
-    config = transformer_config(shape, layout, options)
+    config = transformer_config(shape, layout, options, on_meta)
     vocab = padded_vocab_size(shape.vocab_size, layout.tensor, options.vocab_multiple)
     stages: list[int | None] = list(range(layout.virtual_pipeline)) if layout.virtual_pipeline else [None]
     chunks = []
@@ -211,7 +212,7 @@ def build_model(
         )
         if model.post_process and vocab > shape.vocab_size:
             _mask_padded_logits(model, shape.vocab_size, vocab)
-        if torch.cuda.is_available():  # megatron allocates most params on the GPU already, not the norms
+        if torch.cuda.is_available() and not on_meta:  # megatron allocates most params on the GPU already, not the norms
             model.cuda(torch.cuda.current_device())
         chunks.append(model)
     return chunks

@@ -1,0 +1,93 @@
+"""`hpci validate` refuses layouts that do not fit the GPU or the node, naming the smallest fix that does."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from hpc_instruct.cli import main
+
+BIG = """\
+study: {{name: big, output_root: {out}}}
+models:
+  - name: big
+    size: 70b
+    tp: 1
+    dp: 8
+    micro_batch: 1
+    global_batch: 64
+data:
+  generate: {{pool_size: 50, synthetic_size: 100}}
+sweep:
+  curated: {{samples_per_ability: [1]}}
+training: {{epochs: 1, max_length: 2048}}
+evaluation: {{batch_size: 2}}
+execution:
+  gpu: a100-80g
+  eval_gpu: h200-141g   # one eval task = one GPU; 70B in bf16 is 128 GiB
+  train: {{mem_gb: 1024}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCI_SCALE_CACHE", str(tmp_path / "scale-cache"))
+
+
+def _problems(capsys) -> list[str]:
+    return [line.strip() for line in capsys.readouterr().err.splitlines() if line.startswith("  ")]
+
+
+def test_70b_at_tp1_on_80gb_fails_with_the_smallest_fix_and_the_fix_validates(write_recipe, capsys):
+    path = write_recipe(BIG)
+    assert main(["validate", str(path)]) == 2
+    (problem,) = _problems(capsys)
+    assert problem.startswith(f"{path}:3: models[0]: 'big' does not fit a100-80g (80.0 GiB)")
+    assert "smallest change that fits: " in problem
+    overrides = shlex.split(problem.split("smallest change that fits: ")[1].split(" (")[0])
+    assert overrides and all(o.startswith(("models.big.", "training.")) for o in overrides)
+    assert main(["validate", str(path), *overrides]) == 0
+    assert not (path.parent / "studies").exists()  # validate writes nothing
+
+
+def test_plan_shows_memory_per_rank(write_recipe, capsys):
+    path = write_recipe(BIG)
+    assert main(["plan", str(path), "models.big.tp=8", "models.big.pp=4", "models.big.dp=2",
+                 "models.big.nodes=8", "models.big.sequence_parallel=true"]) == 0
+    out = capsys.readouterr().out
+    assert "memory per rank (GiB, on a100-80g)" in out and "train pp3" in out and "eval (h200-141g)" in out
+
+
+def test_tp_beyond_a_node_is_an_error(write_recipe, capsys):
+    assert main(["validate", str(write_recipe(BIG)), "models.big.tp=8", "models.big.dp=2", "models.big.nodes=4"]) == 2
+    (problem,) = _problems(capsys)
+    assert "models[0].tp: tp=8 spans nodes: a node has 4 GPUs" in problem
+
+
+def test_host_memory_shortfall_names_the_memory_needed(write_recipe, capsys):
+    args = ["models.big.tp=8", "models.big.pp=4", "models.big.dp=2", "models.big.nodes=8",
+            "models.big.sequence_parallel=true", "execution.train.mem_gb=64"]
+    assert main(["validate", str(write_recipe(BIG)), *args]) == 2
+    (problem,) = _problems(capsys)
+    assert "execution.train.mem_gb: a node training 'big' needs" in problem
+    needed = problem.rsplit("execution.train.mem_gb=", 1)[1].rstrip(")")
+    assert main(["validate", str(write_recipe(BIG)), *args[:-1], f"execution.train.mem_gb={needed}"]) == 0
+
+
+def test_eval_that_does_not_fit_one_gpu_and_eval_gpus_the_code_cannot_use(write_recipe, capsys):
+    args = ["models.big.tp=8", "models.big.pp=4", "models.big.dp=2", "models.big.nodes=8",
+            "models.big.sequence_parallel=true"]
+    assert main(["validate", str(write_recipe(BIG)), *args, "execution.eval_gpu=h100-80g", "execution.eval.gpus=2"]) == 2
+    problems = _problems(capsys)
+    assert any("execution.eval.gpus: 2 GPUs requested, but an eval task loads its model onto one GPU" in p for p in problems)
+    assert any("evaluating 'big' on one h100-80g needs" in p and "execution.eval_gpu=h200-141g" in p for p in problems)
+
+
+def test_gpu_by_values_and_a_misspelt_preset(write_recipe, capsys):
+    path = write_recipe(BIG)
+    assert main(["validate", str(path), "execution.gpu=a100-80", "models.big.tp=4"]) == 2
+    assert any("execution.gpu: unknown GPU 'a100-80' (did you mean 'a100-80g'?)" in p for p in _problems(capsys))
+    custom = BIG.replace("  gpu: a100-80g", "  gpu: {{memory_gib: 600, bf16_tflops: 1000}}")
+    # 513 GiB fits a 600 GiB device; its node then needs ~8 TB for a resume checkpoint of 8 such ranks
+    assert main(["validate", str(write_recipe(custom)), "execution.train.mem_gb=8000"]) == 0
