@@ -43,7 +43,7 @@ from hpc_instruct.evaluate.checkpoints import (
     wait_for_selection,
 )
 from hpc_instruct.evaluate.result_schema import SCHEMA_VERSION
-from hpc_instruct.evaluate.results import build_table, score_evidence, scorer_version, write_shard
+from hpc_instruct.evaluate.results import build_table, rule_of, score_evidence, scorer_version, write_shard
 from hpc_instruct.evaluate.sets import LETTER_FORMATS, EvalItem, EvalSet, load_eval_set
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _row(
         "split": task.split, "eval_set": task.eval_set, "ability": task.ability, "item_id": item.uid,
         "item_index": item.index, "format": item.format, "question_format": item.question_format,
         "response": e.response, "parsed": s.parsed, "reference": item.reference, "correct": s.correct,
-        "chance": s.chance, "parse_mode": s.method,
+        "chance": s.chance, "parse_mode": rule_of(s),
         "candidate_ppl": list(e.candidate_ppl) if e.candidate_ppl is not None else None,
         "letter_logprobs": list(e.letter_logprobs) if e.letter_logprobs is not None else None,
         "prompt_tokens": e.prompt_tokens, "response_tokens": e.response_tokens, "latency_s": e.latency_s,

@@ -14,6 +14,7 @@ import unicodedata
 # parser used only U+4E00..U+9FFF; the two extra blocks hold rare characters that cannot change a match between
 # common words, so they are included to keep a span from breaking in the middle of a rare character.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_CHARS = _CJK  # for use inside a character class
 CJK_SPAN = re.compile(f"[{_CJK}]+")
 
 # Punctuation that NFKC leaves full-width (it folds （）：，！？ but not the ideographic ones below).
