@@ -52,7 +52,7 @@ def official_argmax(scores: Sequence[float]) -> str:
 
 def doit_choice_label(label: str) -> str:
     """The official MC label check (`assert label in ['A','B','C','D']`): the label itself, else `ItemError`."""
-    if label not in OFFICIAL_LETTERS:
+    if label not in tuple(OFFICIAL_LETTERS):  # exactly one of "A".."D" (a string test would accept "AB")
         raise ItemError(f"the official MC scorer asserts the label is one of A, B, C, D; got {label!r}")
     return label
 
