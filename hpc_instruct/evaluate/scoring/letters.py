@@ -33,7 +33,7 @@ MULTI_SELECT_LETTERS = "ABCDEF"  # DoIT's ethics parser accepts A-F
 _OPEN, _CLOSE = r"[(\[【<《]", r"[)\]】>》]"
 # A letter not inside a word; `[A-J]` upper-case only (a lower-case "a" in prose is an article).
 _ALONE = r"(?<![A-Za-z])([A-J])(?![A-Za-z])"
-_SEP = r"(?:\s*(?:[、,，/;；]|和|与|及|或|以及|and|or)\s*|\s+)"
+_SEP = r"(?:\s*(?:[、,，/]|和|与|及|或|以及|and|or)\s*|\s+)"
 # A run of letters standing alone, joined by separators ("A、B和C", "(A)(C)", "A, B or C", "ACD" as a word).
 _RUN = re.compile(
     rf"(?<![A-Za-z]){_OPEN}?[A-J]{{1,10}}{_CLOSE}?(?:{_SEP}?{_OPEN}?[A-J]{{1,10}}{_CLOSE}?)*(?![A-Za-z])"

@@ -18,7 +18,7 @@ import re
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)", re.DOTALL)
 _CONNECT = r"(?:或者?|和|以及|、|,|，|;|；|or|and)"
-_BOX_JOIN = re.compile(rf"^\s*\$?\s*(?:{_CONNECT})?\s*(?:[A-Za-z]\w*\s*=\s*)?\$?\s*$")
+_BOX_JOIN = re.compile(rf"^\s*\$?\s*(?:{_CONNECT})?\s*\$?\s*(?:[A-Za-z]\w*\s*=\s*)?\$?\s*$")
 _INLINE_JOIN = re.compile(rf"\s*{_CONNECT}\s*")
 _NUMBER = re.compile(
     r"(?<![A-Za-z0-9_.\\])[-+]?(?:\\frac\{\d+\}\{\d+\}|(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?%?)"
@@ -136,7 +136,8 @@ def extract_math_answer(response: str) -> tuple[str, str]:
     if boxed is not None and boxed.strip():
         return boxed.strip(), "boxed"
     marks = list(_REGION_MARK.finditer(response))
-    region = response[marks[-1].end() :] if marks and response[marks[-1].end() :].strip() else response
+    after = response[marks[-1].end() :] if marks else ""
+    region = after if re.search(r"[\d$\\]", after) else response  # "... which is the answer." says nothing
     inline = _last_inline_group(region)
     if inline:
         return inline, "dollar"

@@ -26,7 +26,7 @@ _WORD = r"(?<![A-Za-z])(?:{})(?![A-Za-z])"  # an English word or letter standing
 _FALSE = "|".join((
     r"不是正确的|不正确|不完全正确|并不正确|不准确|不是对的|并不对|不对|不成立|有误|有错|是错的|错误",
     r"(?<![交过])错(?![过落综开觉])|[×✗✘✕❌]",
-    _WORD.format("incorrect|false|wrong|F|X"),
+    _WORD.format(r"(?:not|isn't|is\s+not)\s+(?:true|correct|right)|incorrect|false|wrong|F|X"),
 ))
 _TRUE = "|".join((
     r"没有错误|没有错|并没有错|没错|无误|并无错误|不是错误的|不是错的|并非错误|不错|正确|是对的|成立",
