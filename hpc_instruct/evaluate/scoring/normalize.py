@@ -56,7 +56,7 @@ def first_cjk_span(text: str) -> str | None:
 
 
 # Prose that introduces an answer: "答案是", "答案为：", "正确答案：", "故选", "Answer:", "the answer is".
-# Used only by the lenient parsers, never by the `doit` rules.
+# Used only by the `corrected` readers, never by the official (`doit`) rules.
 ANSWER_INTRO = re.compile(
     r"(?:正确)?答案(?:应该|应)?(?:是|为|选)?\s*[:：]?\s*|故选\s*|应选\s*|选择?\s*[:：]?\s*"
     r"|(?:the\s+)?(?:correct\s+)?answer\s*(?:is|:)\s*",
