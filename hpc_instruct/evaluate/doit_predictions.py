@@ -30,7 +30,11 @@ from hpc_instruct.evaluate.scoring.official import DOIT_LETTER_TOKEN_IDS, OFFICI
 from hpc_instruct.evaluate.sets import classify
 
 _SINGLE_MC_TYPES = ("biology", "reasoning")
-_CEVAL_TYPES = ("ceval_physician_fshot", "ceval_teacher_qualification_fshot", "ceval_urban_and_rural_planner_fshot")
+_CEVAL_TYPES = (
+    "ceval_physician_fshot",
+    "ceval_teacher_qualification_fshot",
+    "ceval_urban_and_rural_planner_fshot",
+)
 _THREE_OPTIONS = re.compile(r"\nA\..*\nB\..*\nC\.")
 _FOUR_OPTIONS = re.compile(r"\nA\..*\nB\..*\nC\..*\nD\.")
 
@@ -50,7 +54,9 @@ class ScoredRecord:
     score: Score
 
 
-def letter_scores(generated: Any, n: int, token_ids: Sequence[int] = DOIT_LETTER_TOKEN_IDS) -> list[float] | None:
+def letter_scores(
+    generated: Any, n: int, token_ids: Sequence[int] = DOIT_LETTER_TOKEN_IDS
+) -> list[float] | None:
     """The scores of the first `n` option letters from a `generated_score` value, or None when absent."""
     if generated is None:
         return None
@@ -61,7 +67,9 @@ def letter_scores(generated: Any, n: int, token_ids: Sequence[int] = DOIT_LETTER
         return [float(v) for v in values[:n]]
     ids = list(token_ids)[:n]
     if max(ids) >= len(values):
-        raise ItemError(f"generated_score has {len(values)} values; letter token id {max(ids)} is out of range")
+        raise ItemError(
+            f"generated_score has {len(values)} values; letter token id {max(ids)} is out of range"
+        )
     return [float(values[i]) for i in ids]
 
 
@@ -85,7 +93,9 @@ def _identify(obj: Any) -> tuple[str, int, int | None]:
     if qf == 0:
         _text(obj, "generated_response")
     elif not isinstance(obj.get("generated_ppl"), list):
-        raise MalformedRow("generated_ppl: a ranking record (question_format 1) needs its candidate perplexities")
+        raise MalformedRow(
+            "generated_ppl: a ranking record (question_format 1) needs its candidate perplexities"
+        )
     if not isinstance(obj.get("messages"), list) or not obj["messages"]:
         raise MalformedRow("messages: missing or empty")
     idx = obj.get("idx")
@@ -109,7 +119,11 @@ def _official(obj: dict, type_: str, mode: str, token_ids: Sequence[int]) -> tup
         if "answer" not in obj:
             raise ItemError("the official math scorer reads sample['answer'], which is missing")
         answer = obj["answer"]
-        return response, "" if answer is None else str(answer), score_or_error(MATH, response, answer, mode=mode)
+        return (
+            response,
+            "" if answer is None else str(answer),
+            score_or_error(MATH, response, answer, mode=mode),
+        )
     label = _label(obj)
     if type_ == "ethics":
         _expect_messages(messages, 2, type_)
@@ -120,9 +134,13 @@ def _official(obj: dict, type_: str, mode: str, token_ids: Sequence[int]) -> tup
         return response, label, score_or_error(fmt, response, label, mode=mode)
     n_options = 4
     if type_ == "understanding":
-        prompt = messages[-2].get("content", "") if len(messages) > 1 and isinstance(messages[-2], dict) else ""
+        prompt = (
+            messages[-2].get("content", "") if len(messages) > 1 and isinstance(messages[-2], dict) else ""
+        )
         if not _THREE_OPTIONS.search(prompt):
-            raise ItemError("the official dialogue scorer asserts option lines '\\nA.', '\\nB.', '\\nC.' in the question")
+            raise ItemError(
+                "the official dialogue scorer asserts option lines '\\nA.', '\\nB.', '\\nC.' in the question"
+            )
         n_options = 4 if _FOUR_OPTIONS.search(prompt) else 3
     elif type_ in _CEVAL_TYPES:
         _expect_messages(messages, 12, type_)
@@ -140,18 +158,27 @@ def _expect_messages(messages: list, n: int, type_: str) -> None:
         raise ItemError(f"the official {type_} scorer asserts {n} messages, got {len(messages)}")
 
 
-def _corrected(obj: dict, path: str, line: int, symbolic: bool, token_ids: Sequence[int]) -> tuple[str, str, Score]:
+def _corrected(
+    obj: dict, path: str, line: int, symbolic: bool, token_ids: Sequence[int]
+) -> tuple[str, str, Score]:
     """(response, reference, score) through the toolkit's own record parser and classifier."""
     sample = parse_record(obj, path=path, line=line, split="test", purpose=EVAL, expected_ability=None)
     if not isinstance(sample, Sample):
         raise ItemError("; ".join(f"{issue.field}: {issue.problem}" for issue in sample))
     fmt, reference, n_options = classify(sample)
     if fmt == RANK3:
-        return "", reference, score_or_error(RANK3, None, None, mode=CORRECTED, perplexities=obj["generated_ppl"])
+        return (
+            "",
+            reference,
+            score_or_error(RANK3, None, None, mode=CORRECTED, perplexities=obj["generated_ppl"]),
+        )
     response = obj["generated_response"]
     extras: dict[str, Any] = {}
     if fmt == MC:
-        extras = {"n_options": n_options, "letter_logprobs": letter_scores(obj.get("generated_score"), n_options, token_ids)}
+        extras = {
+            "n_options": n_options,
+            "letter_logprobs": letter_scores(obj.get("generated_score"), n_options, token_ids),
+        }
     elif fmt == MULTI_SELECT:
         extras = {"n_options": n_options}
     elif fmt == MATH:
@@ -177,7 +204,9 @@ def score_doit_record(
             response, reference, s = _corrected(obj, path, line, symbolic, token_ids)
         elif qf == 1:
             response, reference = "", ""
-            s = score_or_error(RANK3, None, None, mode=mode, perplexities=[float(v) for v in obj["generated_ppl"]])
+            s = score_or_error(
+                RANK3, None, None, mode=mode, perplexities=[float(v) for v in obj["generated_ppl"]]
+            )
         else:
             response, reference, s = _official(obj, type_, mode, token_ids)
     except (ItemError, ValueError, TypeError) as exc:

@@ -36,7 +36,15 @@ from hpc_instruct.evaluate.scoring.official import DOIT_LETTER_TOKEN_IDS
 
 JSON_SUFFIXES = (".json", ".jsonl")
 PARQUET_SUFFIXES = (".parquet",)
-_RESULT_COLUMNS = ("format", "response", "reference", "letter_logprobs", "candidate_ppl", "ability", "item_index")
+_RESULT_COLUMNS = (
+    "format",
+    "response",
+    "reference",
+    "letter_logprobs",
+    "candidate_ppl",
+    "ability",
+    "item_index",
+)
 
 SCORE_TABLE_SCHEMA = pa.schema([
     pa.field("source", pa.string()),  # the input file
@@ -68,7 +76,9 @@ class ScoreFilesConfig:
     def __post_init__(self) -> None:
         check_mode(self.mode)
         if len(self.letter_token_ids) != 4 or any(i < 0 for i in self.letter_token_ids):
-            raise ValueError(f"letter_token_ids: expected four non-negative ids (A, B, C, D), got {self.letter_token_ids}")
+            raise ValueError(
+                f"letter_token_ids: expected four non-negative ids (A, B, C, D), got {self.letter_token_ids}"
+            )
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,9 @@ def check_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def _row(source: Path, line: int, idx: int | None, ability: str, s: Score, mode: str, response: str,
-         reference: str) -> dict[str, Any]:
+def _row(
+    source: Path, line: int, idx: int | None, ability: str, s: Score, mode: str, response: str, reference: str
+) -> dict[str, Any]:
     return {
         "source": str(source), "line": line, "idx": idx, "ability": ability, "format": s.format,
         "response": response, "reference": reference, "parsed": s.parsed,
@@ -144,8 +155,14 @@ def _json_rows(path: Path, config: ScoreFilesConfig) -> tuple[list[dict[str, Any
             continue
         try:
             obj = json.loads(raw.decode("utf-8"))
-            rec = score_doit_record(obj, mode=config.mode, path=str(path), line=number, symbolic=config.symbolic,
-                                    token_ids=config.letter_token_ids)
+            rec = score_doit_record(
+                obj,
+                mode=config.mode,
+                path=str(path),
+                line=number,
+                symbolic=config.symbolic,
+                token_ids=config.letter_token_ids,
+            )
         except UnicodeDecodeError as exc:
             skipped.append(f"{path}:{number}: not valid UTF-8 (byte {exc.start})")
             continue
@@ -155,7 +172,9 @@ def _json_rows(path: Path, config: ScoreFilesConfig) -> tuple[list[dict[str, Any
         except MalformedRow as exc:
             skipped.append(f"{path}:{number}: {exc}")
             continue
-        rows.append(_row(path, number, rec.idx, rec.ability, rec.score, config.mode, rec.response, rec.reference))
+        rows.append(
+            _row(path, number, rec.idx, rec.ability, rec.score, config.mode, rec.response, rec.reference)
+        )
     return rows, skipped
 
 
@@ -166,14 +185,30 @@ def _parquet_rows(path: Path, config: ScoreFilesConfig) -> tuple[list[dict[str, 
             skipped.append(f"{path}:{number}: format: missing")
             continue
         try:
-            s = score_evidence(row["format"], row["response"], row["reference"] or "",
-                               letter_logprobs=row["letter_logprobs"], candidate_ppl=row["candidate_ppl"],
-                               mode=config.mode, symbolic=config.symbolic)
+            s = score_evidence(
+                row["format"],
+                row["response"],
+                row["reference"] or "",
+                letter_logprobs=row["letter_logprobs"],
+                candidate_ppl=row["candidate_ppl"],
+                mode=config.mode,
+                symbolic=config.symbolic,
+            )
         except (ValueError, TypeError) as exc:  # an unknown format: not an item this toolkit can score
             skipped.append(f"{path}:{number}: {exc}")
             continue
-        rows.append(_row(path, number, row["item_index"], row["ability"] or "", s, config.mode,
-                         row["response"] or "", row["reference"] or ""))
+        rows.append(
+            _row(
+                path,
+                number,
+                row["item_index"],
+                row["ability"] or "",
+                s,
+                config.mode,
+                row["response"] or "",
+                row["reference"] or "",
+            )
+        )
     return rows, skipped
 
 
@@ -186,8 +221,17 @@ def summarize(rows: Sequence[dict[str, Any]]) -> tuple[AbilitySummary, ...]:
         correct = sum(bool(r["correct"]) for r in judged)
         accuracy = 100.0 * correct / len(judged) if judged else 0.0
         chance = 100.0 * sum(r["chance"] for r in judged) / len(judged) if judged else 0.0
-        out.append(AbilitySummary(ability, len(mine), len(judged), len(mine) - len(judged), correct,
-                                  round(accuracy, 4), round(chance, 4)))
+        out.append(
+            AbilitySummary(
+                ability,
+                len(mine),
+                len(judged),
+                len(mine) - len(judged),
+                correct,
+                round(accuracy, 4),
+                round(chance, 4),
+            )
+        )
     return tuple(out)
 
 
@@ -203,8 +247,11 @@ def _outputs(paths: Sequence[Path], out_dir: Path) -> list[tuple[Path, Path]]:
     return out
 
 
-def score_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                config: ScoreFilesConfig = ScoreFilesConfig()) -> list[FileScores]:
+def score_files(
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config: ScoreFilesConfig = ScoreFilesConfig(),
+) -> list[FileScores]:
     """Score every file (see the module docstring) into `out_dir`; returns what each produced.
 
     Raises:

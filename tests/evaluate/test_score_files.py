@@ -34,8 +34,13 @@ def _vocab_scores(best: str) -> list[float]:
 
 
 def _record(type_: str, user: str, label: str, reply: str | None, idx: int, **extra) -> dict:
-    rec = {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": label}],
-           "idx": idx, "type": type_, "question_format": 0, **extra}
+    rec = {
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": label}],
+        "idx": idx,
+        "type": type_,
+        "question_format": 0,
+        **extra,
+    }
     if reply is not None:
         rec["generated_response"] = reply
     return rec
@@ -44,10 +49,14 @@ def _record(type_: str, user: str, label: str, reply: str | None, idx: int, **ex
 def write_predictions(path: Path) -> None:
     lines = [
         # line 1: long MC reply; the logits say C, the text says B (label B)
-        json.dumps(_record("biology", MC_Q, "B", "DNA不在这里，答案是B。", 0, generated_score=_vocab_scores("C")),
-                   ensure_ascii=False),
+        json.dumps(
+            _record("biology", MC_Q, "B", "DNA不在这里，答案是B。", 0, generated_score=_vocab_scores("C")),
+            ensure_ascii=False,
+        ),
         # line 2: true/false negation (label 错误)
-        json.dumps(_record("history", "判断：秦朝统一于公元前200年。", "错误", "不正确", 1), ensure_ascii=False),
+        json.dumps(
+            _record("history", "判断：秦朝统一于公元前200年。", "错误", "不正确", 1), ensure_ascii=False
+        ),
         # line 3: cloze with trailing punctuation
         json.dumps(_record("chinese", "中国的首都是____。", "北京", "北京。", 2), ensure_ascii=False),
         # line 4: five-letter multi-select label: the official scorer crashes on it
@@ -58,17 +67,30 @@ def write_predictions(path: Path) -> None:
         # line 7: math, answer after a CJK character
         json.dumps(_record("math", "1+41=?", "解：……", "一共需要42个", 6, answer="42"), ensure_ascii=False),
         # line 8: a ranking record, tie with the reference
-        json.dumps({"messages": [{"role": "user", "content": "写一首诗"}, {"role": "assistant", "content": "诗"}],
-                    "idx": 7, "type": "creative_writing", "question_format": 1, "choices": ["诗", "文", "画"],
-                    "generated_ppl": [2.0, 2.0, 3.0]}, ensure_ascii=False),
+        json.dumps(
+            {
+                "messages": [{"role": "user", "content": "写一首诗"}, {"role": "assistant", "content": "诗"}],
+                "idx": 7,
+                "type": "creative_writing",
+                "question_format": 1,
+                "choices": ["诗", "文", "画"],
+                "generated_ppl": [2.0, 2.0, 3.0],
+            },
+            ensure_ascii=False,
+        ),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "hpc_instruct.cli", "score", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hpc_instruct.cli", "score", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 # (mode) -> verdict per line number: None for an error row
@@ -97,7 +119,10 @@ def test_hpci_score_a_doit_prediction_file(tmp_path, mode):
         assert row["mode"] == mode and row["idx"] == line - 1 and row["rule"]
         assert bool(row["error"]) is (verdict is None)
     assert by_line[1]["parsed"] == {"doit": "C", "doit-text": "D", "corrected": "B"}[mode]
-    assert by_line[1]["rule"] == {"doit": "logits", "doit-text": "first_letter", "corrected": "answer_phrase"}[mode]
+    assert (
+        by_line[1]["rule"]
+        == {"doit": "logits", "doit-text": "first_letter", "corrected": "answer_phrase"}[mode]
+    )
     if mode != "corrected":
         assert "comb(4, 5)" in by_line[4]["error"]
     summary = json.loads((out / "pred_test.summary.json").read_text(encoding="utf-8"))
@@ -137,8 +162,10 @@ def test_result_shards_are_rescored_and_a_five_letter_answer_is_an_error_row(tmp
     doit = score_files([shard], tmp_path / "doit", ScoreFilesConfig("doit"))[0]
     table = pq.read_table(doit.table).to_pylist()
     assert [r["correct"] for r in table] == [True, None, False]  # MC read by the text rule, not marked wrong
-    assert doit.skipped == (f"{shard}:4: unknown question format 'weird'; valid formats: "
-                            "mc, true_false, cloze, multi_select, math, rank3",)
+    assert doit.skipped == (
+        f"{shard}:4: unknown question format 'weird'; valid formats: "
+        "mc, true_false, cloze, multi_select, math, rank3",
+    )
     corrected = pq.read_table(score_files([shard], tmp_path / "c", ScoreFilesConfig("corrected"))[0].table)
     assert corrected.column("correct").to_pylist() == [True, True, True]
 

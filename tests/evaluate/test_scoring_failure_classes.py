@@ -169,9 +169,14 @@ def test_every_class_has_chinese_and_english_or_symbol_cases():
         assert cases, klass
         has_cjk = any(any("\u4e00" <= ch <= "\u9fff" for ch in c.reply) for c in cases)
         has_latin = any(any(ch.isascii() and ch.isalpha() for ch in c.reply) for c in cases)
-        if klass not in ("mc: lowercase and full-width letters ignored", "math: None == None",
-                         "math: normalisation skipped for numeric answers", "math: order of unordered answers",
-                         "multi-select: an empty label matches an empty reply", "math: numbers after CJK characters"):
+        if klass not in (
+            "mc: lowercase and full-width letters ignored",
+            "math: None == None",
+            "math: normalisation skipped for numeric answers",
+            "math: order of unordered answers",
+            "multi-select: an empty label matches an empty reply",
+            "math: numbers after CJK characters",
+        ):
             assert has_cjk and has_latin, klass
 
 

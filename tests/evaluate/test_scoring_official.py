@@ -18,22 +18,111 @@ LOGITS_C = [-3.0, -2.5, -0.1, -4.0]  # A, B, C, D: C is the argmax
 
 # (official rule, reply, label, letter scores, mode, parsed, correct)
 MC_CASES = [
-    ("parse_four_choices_candidates_tasks/both: one character after strip() is the letter", " B\n", "B", LOGITS_C, "doit", "B", True),
-    ("parse_four_choices_candidates_tasks/both: one non-letter character parses as 'E'", "是", "A", LOGITS_C, "doit", "E", False),
-    ("parse_four_choices_candidates_tasks/both: lower case is not a letter", "b", "B", LOGITS_C, "doit", "E", False),
-    ("parse_four_choices_candidates_tasks/both: full width is not a letter", "Ｂ", "B", LOGITS_C, "doit", "E", False),
-    ("parse_four_choices_candidates_tasks/both: 'B。' is two characters: logits", "B。", "B", LOGITS_C, "doit", "C", False),
-    ("parse_four_choices_candidates_tasks/both: prose goes to the argmax of A-D", "我选B", "C", LOGITS_C, "doit", "C", True),
-    ("parse_four_choices_candidates_tasks/both: an empty reply goes to the logits", "", "C", LOGITS_C, "doit", "C", True),
-    ("parse_four_choices_candidates_tasks/both, no logits stored: the text rule (issue 16)", "我选B", "B", None, "doit", "B", True),
-    ("parse_four_choices_candidates_tasks/text: the first A-D character", "DNA, so B", "B", LOGITS_C, "doit-text", "D", False),
-    ("parse_four_choices_candidates_tasks/text: 'Answer: B' reads the A of Answer", "Answer: B", "B", None, "doit-text", "A", False),
-    ("parse_four_choices_candidates_tasks/text: no A-D anywhere is 'E'", "不知道", "A", None, "doit-text", "E", False),
+    (
+        "parse_four_choices_candidates_tasks/both: one character after strip() is the letter",
+        " B\n",
+        "B",
+        LOGITS_C,
+        "doit",
+        "B",
+        True,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both: one non-letter character parses as 'E'",
+        "是",
+        "A",
+        LOGITS_C,
+        "doit",
+        "E",
+        False,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both: lower case is not a letter",
+        "b",
+        "B",
+        LOGITS_C,
+        "doit",
+        "E",
+        False,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both: full width is not a letter",
+        "Ｂ",
+        "B",
+        LOGITS_C,
+        "doit",
+        "E",
+        False,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both: 'B。' is two characters: logits",
+        "B。",
+        "B",
+        LOGITS_C,
+        "doit",
+        "C",
+        False,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both: prose goes to the argmax of A-D",
+        "我选B",
+        "C",
+        LOGITS_C,
+        "doit",
+        "C",
+        True,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both: an empty reply goes to the logits",
+        "",
+        "C",
+        LOGITS_C,
+        "doit",
+        "C",
+        True,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/both, no logits stored: the text rule (issue 16)",
+        "我选B",
+        "B",
+        None,
+        "doit",
+        "B",
+        True,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/text: the first A-D character",
+        "DNA, so B",
+        "B",
+        LOGITS_C,
+        "doit-text",
+        "D",
+        False,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/text: 'Answer: B' reads the A of Answer",
+        "Answer: B",
+        "B",
+        None,
+        "doit-text",
+        "A",
+        False,
+    ),
+    (
+        "parse_four_choices_candidates_tasks/text: no A-D anywhere is 'E'",
+        "不知道",
+        "A",
+        None,
+        "doit-text",
+        "E",
+        False,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("rule", "reply", "label", "scores", "mode", "parsed", "correct"), MC_CASES,
-                         ids=[c[0] for c in MC_CASES])
+@pytest.mark.parametrize(
+    ("rule", "reply", "label", "scores", "mode", "parsed", "correct"), MC_CASES, ids=[c[0] for c in MC_CASES]
+)
 def test_official_mc(rule, reply, label, scores, mode, parsed, correct):
     s = score("mc", reply, label, mode=mode, letter_logprobs=scores)
     assert (s.parsed, s.correct) == (parsed, correct), rule
@@ -67,7 +156,9 @@ TF_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "reply", "label", "parsed", "correct"), TF_CASES, ids=[c[0] for c in TF_CASES])
+@pytest.mark.parametrize(
+    ("rule", "reply", "label", "parsed", "correct"), TF_CASES, ids=[c[0] for c in TF_CASES]
+)
 def test_official_true_false(rule, reply, label, parsed, correct):
     for mode in ("doit", "doit-text"):  # tf_parse_mode='text' in both (the paper's default)
         s = score("true_false", reply, label, mode=mode)
@@ -89,7 +180,9 @@ CLOZE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "reply", "label", "parsed", "correct"), CLOZE_CASES, ids=[c[0] for c in CLOZE_CASES])
+@pytest.mark.parametrize(
+    ("rule", "reply", "label", "parsed", "correct"), CLOZE_CASES, ids=[c[0] for c in CLOZE_CASES]
+)
 def test_official_cloze(rule, reply, label, parsed, correct):
     s = score("cloze", reply, label)
     assert (s.parsed, s.correct) == (parsed, correct), rule
@@ -118,7 +211,11 @@ MATH_PARSE = [
     ("get_answer_special_case: a numeric run (no spaces)", "1,2,3", "1,2,3"),
     ("get_answer_special_case: the last sqrt(...)", "x is sqrt(2) or sqrt(3)", "sqrt(3)"),
     ("get_answer_special_case: the last parenthesised group", "12 (twelve)", "(twelve)"),
-    ("get_answer_without_dollar_sign: after '=', cut only at a literal backslash-n", "x = 5 cm\nbye", "5 cm\nbye"),
+    (
+        "get_answer_without_dollar_sign: after '=', cut only at a literal backslash-n",
+        "x = 5 cm\nbye",
+        "5 cm\nbye",
+    ),
     ("get_answer_without_dollar_sign: the last number not followed by a word character", "共5个，即5", "5"),
     ("get_answer_without_dollar_sign: a number followed by CJK is skipped", "共42个", None),
     ("poset_process_special_case: '或' becomes ', '", "$3或4$", "3, 4"),
@@ -132,7 +229,12 @@ def test_official_math_parse(rule, reply, parsed):
 
 MATH_EQUIV = [
     ("_strip_string: \\dfrac and \\left/\\right", "\\left(\\dfrac{1}{2}\\right)", "(\\frac{1}{2})", True),
-    ("_remove_right_units: '\\text{ ' and what follows", "5\\text{ cm}", "5", False),  # then numeric: raw compare
+    (
+        "_remove_right_units: '\\text{ ' and what follows",
+        "5\\text{ cm}",
+        "5",
+        False,
+    ),  # then numeric: raw compare
     ("_remove_right_units: a unit after a non-numeric answer", "x\\text{ cm}", "x", True),
     ("_strip_string: '\\%' removed, plain '%' kept", "a\\%", "a", True),
     ("_strip_string: plain % kept", "a%", "a", False),
@@ -166,5 +268,7 @@ def test_official_rank3_ties_and_nan():
     # scorer.py: `min(generated_ppl) == generated_ppl[0]`
     assert score("rank3", None, None, perplexities=[2.0, 2.0, 3.0]).correct
     assert not score("rank3", None, None, perplexities=[2.5, 2.0, 3.0]).correct
-    assert not score("rank3", None, None, perplexities=[math.nan, 1.0, 2.0]).correct  # min() keeps the NaN: nan != nan
+    assert not score(
+        "rank3", None, None, perplexities=[math.nan, 1.0, 2.0]
+    ).correct  # min() keeps the NaN: nan != nan
     assert score("rank3", None, None, perplexities=[1.0, math.nan, 2.0]).correct

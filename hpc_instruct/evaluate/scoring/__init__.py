@@ -9,8 +9,8 @@ extraction), `math_equiv` (equivalence) and `symbolic` (sympy), `perplexity` (ca
 inside it) and `pass_at_k` (executed tests).
 """
 
-from hpc_instruct.evaluate.scoring.modes import CORRECTED, DOIT, DOIT_TEXT, MODES, ItemError
 from hpc_instruct.evaluate.scoring.math_equiv import is_equivalent, normalize_math
+from hpc_instruct.evaluate.scoring.modes import CORRECTED, DOIT, DOIT_TEXT, MODES, ItemError
 from hpc_instruct.evaluate.scoring.pass_at_k import CodeScore, pass_at_k, score_code_samples
 from hpc_instruct.evaluate.scoring.perplexity import perplexity, rank_reference_first
 from hpc_instruct.evaluate.scoring.sandbox import (
@@ -29,8 +29,8 @@ from hpc_instruct.evaluate.scoring.scorers import (
     score_math,
     score_mc,
     score_multi_select,
-    score_rank3,
     score_or_error,
+    score_rank3,
     score_true_false,
 )
 

@@ -23,7 +23,12 @@ import re
 from collections.abc import Mapping
 
 from hpc_instruct.evaluate.scoring.modes import CORRECTED, DOIT, DOIT_TEXT, MODES, ItemError, check_mode
-from hpc_instruct.evaluate.scoring.normalize import ANSWER_INTRO, fold_width, last_nonempty_line, strip_punctuation
+from hpc_instruct.evaluate.scoring.normalize import (
+    ANSWER_INTRO,
+    fold_width,
+    last_nonempty_line,
+    strip_punctuation,
+)
 
 __all__ = ["CORRECTED", "DOIT", "DOIT_TEXT", "MODES", "check_mode"]
 
@@ -54,9 +59,12 @@ _AFFIRM_AFTER = re.compile(
     r"(?:is|are)\s+(?:correct|right|the\s+(?:correct\s+)?answer))",
     re.IGNORECASE,
 )
-_ALL_BUT = re.compile(r"除了?\s*([A-J](?:\s*[、,，和]?\s*[A-J])*)\s*(?:以外|之外|外)\s*(?:其[余他]\S{0,2})?\s*(?:都|均)")
-_INTRO_LETTERS = re.compile(rf"(?:{ANSWER_INTRO.pattern}){_OPEN}?\s*([A-Ja-j](?:{_SEP}?[A-Ja-j])*)(?![A-Za-z])",
-                            re.IGNORECASE)
+_ALL_BUT = re.compile(
+    r"除了?\s*([A-J](?:\s*[、,，和]?\s*[A-J])*)\s*(?:以外|之外|外)\s*(?:其[余他]\S{0,2})?\s*(?:都|均)"
+)
+_INTRO_LETTERS = re.compile(
+    rf"(?:{ANSWER_INTRO.pattern}){_OPEN}?\s*([A-Ja-j](?:{_SEP}?[A-Ja-j])*)(?![A-Za-z])", re.IGNORECASE
+)
 _LEADING = re.compile(rf"^{_OPEN}?\s*([A-Ja-j])(?:$|\s|{_CLOSE}|[.、,，:：;；。!！]|选项|项)")
 _OPTION_LINE = re.compile(r"^\s*[(（]?([A-J])\s*[.．、:：)）]\s*(.*)$", re.MULTILINE)
 _LINE_TRUE = re.compile(r"(?<!不)(?:正确|是对的|对)|(?<!in)correct|\btrue\b", re.IGNORECASE)
@@ -114,7 +122,9 @@ def _runs(text: str) -> list[tuple[int, int, str]]:
         letters = "".join(c for c in m.group(0) if c in OPTION_LETTERS)
         if letters == "A" and re.match(r"\s+[a-z]", text[m.end() :]):
             continue  # the English article: "A cell needs energy"
-        if _REJECT_BEFORE.search(text[max(0, m.start() - 12) : m.start()]) or _REJECT_AFTER.match(text[m.end() :]):
+        if _REJECT_BEFORE.search(text[max(0, m.start() - 12) : m.start()]) or _REJECT_AFTER.match(
+            text[m.end() :]
+        ):
             letters = ""
         out.append((m.start(), m.end(), letters))
     return out
@@ -124,7 +134,9 @@ def _rejected(text: str) -> set[str]:
     """Letters the reply rejects anywhere ("不是A", "C不对", "A、B都错误", "not B")."""
     found = set()
     for m in _RUN.finditer(text):
-        if _REJECT_BEFORE.search(text[max(0, m.start() - 12) : m.start()]) or _REJECT_AFTER.match(text[m.end() :]):
+        if _REJECT_BEFORE.search(text[max(0, m.start() - 12) : m.start()]) or _REJECT_AFTER.match(
+            text[m.end() :]
+        ):
             found.update(c for c in m.group(0) if c in OPTION_LETTERS)
     return found
 
@@ -137,17 +149,27 @@ def _stated(text: str, letters: str) -> tuple[str, str] | None:
         chosen = m.group(1).upper()
         if m.group(1) != chosen and re.match(r"\s+[a-z]", text[m.end() :]):
             continue  # "the answer is a bit unclear": a lower-case letter followed by more prose
-        if len(set(chosen) & set(OPTION_LETTERS)) == 1 and not _REJECT_BEFORE.search(text[: m.start(1)][-12:]):
+        if len(set(chosen) & set(OPTION_LETTERS)) == 1 and not _REJECT_BEFORE.search(
+            text[: m.start(1)][-12:]
+        ):
             phrases.append(chosen.strip()[0])
     phrases = [c for c in phrases if c in letters and c not in rejected]
     if phrases:
         return phrases[-1], "answer_phrase"
-    affirmed = [m.group(1) for m in re.finditer(_ALONE, text)
-                if m.group(1) in letters and _AFFIRM_AFTER.match(text[m.end():])]
+    affirmed = [
+        m.group(1)
+        for m in re.finditer(_ALONE, text)
+        if m.group(1) in letters and _AFFIRM_AFTER.match(text[m.end() :])
+    ]
     if affirmed:
         return affirmed[-1], "affirmed"
     lead = _LEADING.match(text.strip())
-    if lead and len(_OPTION_LINE.findall(text)) <= 1 and lead.group(1).upper() in letters and lead.group(1).upper() not in rejected:
+    if (
+        lead
+        and len(_OPTION_LINE.findall(text)) <= 1
+        and lead.group(1).upper() in letters
+        and lead.group(1).upper() not in rejected
+    ):
         return lead.group(1).upper(), "leading_letter"
     alone = []
     for _, _, run in _runs(text):
@@ -205,7 +227,9 @@ def parse_letter_set(response: str, n_options: int = 6) -> tuple[frozenset[str],
     all_but = list(_ALL_BUT.finditer(text))
     if all_but:
         return everything - set(all_but[-1].group(1)), "all_but"
-    phrases = [m for m in _INTRO_LETTERS.finditer(text) if not _REJECT_BEFORE.search(text[: m.start(1)][-12:])]
+    phrases = [
+        m for m in _INTRO_LETTERS.finditer(text) if not _REJECT_BEFORE.search(text[: m.start(1)][-12:])
+    ]
     if phrases:
         chosen = frozenset(c for c in phrases[-1].group(1).upper() if c in allowed) - rejected
         if chosen:

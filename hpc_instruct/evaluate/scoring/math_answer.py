@@ -29,7 +29,9 @@ _ALTERNATIVES = re.compile(
 )
 _ASSIGNED = re.compile(r"[A-Za-z]\w*\s*=\s*")
 # After the last "=": a value made of math characters, stopping at CJK, sentence punctuation or a prose word.
-_EQ_VALUE = re.compile(r"^\s*([-+]?[\w\\{}^()\[\]./*+\-√π°%' ]*?)\s*(?=$|[，,。；;：:!！?？\n]|[^\x00-\x7f√π°]|\s[A-Za-z]{3,})")
+_EQ_VALUE = re.compile(
+    r"^\s*([-+]?[\w\\{}^()\[\]./*+\-√π°%' ]*?)\s*(?=$|[，,。；;：:!！?？\n]|[^\x00-\x7f√π°]|\s[A-Za-z]{3,})"
+)
 _ASIDE = re.compile(r"\([^()]*\)|（[^（）]*）")
 _REGION_MARK = re.compile(r"答案|answer", re.IGNORECASE)
 
@@ -108,7 +110,7 @@ def _last_clause(text: str) -> str:
 
 
 def _alternatives(text: str) -> str:
-    """"x=3或x=5" / "x = 3 or x = -3" at the end of the last clause as "3, 5"; "" when absent."""
+    """ "x=3或x=5" / "x = 3 or x = -3" at the end of the last clause as "3, 5"; "" when absent."""
     match = _ALTERNATIVES.search(_last_clause(text).strip())
     if match is None:
         return ""

@@ -19,7 +19,21 @@ from fractions import Fraction
 
 from hpc_instruct.evaluate.scoring.normalize import CJK_SPAN, fold_width
 
-_DROP = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "~", "\\$", "$", "\\%", "%", "\\displaystyle")
+_DROP = (
+    "\\left",
+    "\\right",
+    "\\!",
+    "\\,",
+    "\\;",
+    "\\:",
+    "\\ ",
+    "~",
+    "\\$",
+    "$",
+    "\\%",
+    "%",
+    "\\displaystyle",
+)
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 # Unit words stripped after a number. One-letter units need a space before them ("5 m"), so that "5m" (five
@@ -57,7 +71,11 @@ def normalize_math(answer: str) -> str:
     """The canonical string form of an answer (see module docstring); "" for an empty answer."""
     text = fold_width(answer).strip()
     text = (
-        text.replace("\n", " ").replace("或", ",").replace("±", "\\pm").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+        text.replace("\n", " ")
+        .replace("或", ",")
+        .replace("±", "\\pm")
+        .replace("\\dfrac", "\\frac")
+        .replace("\\tfrac", "\\frac")
     )
     text = _DEGREES.sub("", text)
     text = _unwrap_text(text)
@@ -133,7 +151,11 @@ def _bracketed(text: str) -> tuple[str, str, str] | None:
     """(open, inside, close) of an answer wrapped in one pair of brackets ("(1,2)", "[0,1)", "\\{1,2\\}")."""
     for opening, closings in (("\\{", ("\\}",)), ("(", (")", "]")), ("[", ("]", ")"))):
         for closing in closings:
-            if text.startswith(opening) and text.endswith(closing) and len(text) > len(opening) + len(closing):
+            if (
+                text.startswith(opening)
+                and text.endswith(closing)
+                and len(text) > len(opening) + len(closing)
+            ):
                 inside = text[len(opening) : -len(closing)]
                 if _split_top_level(inside) and inside.count("(") == inside.count(")"):
                     return opening, inside, closing

@@ -83,7 +83,9 @@ def doit_truth_label(label: str) -> str:
         return "T"
     if label in FALSE_WORDS:
         return "F"
-    raise ItemError(f"the official true/false scorer asserts the label is one of {TRUE_WORDS + FALSE_WORDS}; got {label!r}")
+    raise ItemError(
+        f"the official true/false scorer asserts the label is one of {TRUE_WORDS + FALSE_WORDS}; got {label!r}"
+    )
 
 
 def parse_doit_true_false(reply: str) -> tuple[str, str]:

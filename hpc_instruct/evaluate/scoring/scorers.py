@@ -185,7 +185,9 @@ def _did_you_mean(name: str, valid: tuple[str, ...]) -> str:
 
 
 def _unknown_format(fmt: str) -> str:
-    return f"unknown question format {fmt!r}{_did_you_mean(fmt, FORMATS)}; valid formats: {', '.join(FORMATS)}"
+    return (
+        f"unknown question format {fmt!r}{_did_you_mean(fmt, FORMATS)}; valid formats: {', '.join(FORMATS)}"
+    )
 
 
 def score(
@@ -211,7 +213,9 @@ def score(
     unknown = sorted(set(extras) - set(allowed))
     if unknown:
         hints = [f"{k!r}{_did_you_mean(k, allowed)}" for k in unknown]
-        raise TypeError(f"format {fmt!r} got unexpected arguments {', '.join(hints)}; valid: {allowed or 'none'}")
+        raise TypeError(
+            f"format {fmt!r} got unexpected arguments {', '.join(hints)}; valid: {allowed or 'none'}"
+        )
     if fmt == RANK3:
         if "perplexities" not in extras:
             raise TypeError("format 'rank3' needs perplexities=[reference, distractor, distractor]")
@@ -229,11 +233,11 @@ def score(
     return score_math(response, reference, mode=mode, **extras)  # type: ignore[arg-type]
 
 
-def score_or_error(fmt: str, response: str | None, reference: str | None, *, mode: str = DOIT,
-                   **extras: object) -> Score:
+def score_or_error(
+    fmt: str, response: str | None, reference: str | None, *, mode: str = DOIT, **extras: object
+) -> Score:
     """`score`, with an `ItemError` returned as a `Score` whose `error` says why (never correct)."""
     try:
         return score(fmt, response, reference, mode=mode, **extras)
     except ItemError as exc:
         return Score(fmt, "", False, 0.0, "error", mode, str(exc))
-

@@ -92,8 +92,13 @@ def _to_expr(latex: str):
     symbols = {c: sympy.Symbol(c) for c in set(re.findall(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])", syntax))}
     symbols.update(e=sympy.E, pi=sympy.pi, oo=sympy.oo)
     transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
-    return parse_expr(syntax, local_dict=symbols, global_dict={"__builtins__": {}, **vars(sympy)},
-                      transformations=transformations, evaluate=True)
+    return parse_expr(
+        syntax,
+        local_dict=symbols,
+        global_dict={"__builtins__": {}, **vars(sympy)},
+        transformations=transformations,
+        evaluate=True,
+    )
 
 
 def symbolic_equal(a: str, b: str) -> bool:

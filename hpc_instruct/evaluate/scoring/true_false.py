@@ -23,22 +23,30 @@ from hpc_instruct.evaluate.scoring.official import FALSE_WORDS, TRUE_WORDS
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff"
 _WORD = r"(?<![A-Za-z])(?:{})(?![A-Za-z])"  # an English word or letter standing alone
-_FALSE = "|".join((
-    r"不是正确的|不正确|不完全正确|并不正确|不准确|不是对的|并不对|不对|不成立|有误|有错|是错的|错误",
-    r"(?<![交过])错(?![过落综开觉])|[×✗✘✕❌]",
-    _WORD.format(r"(?:not|isn't|is\s+not)\s+(?:true|correct|right)|incorrect|false|wrong|F|X"),
-))
-_TRUE = "|".join((
-    r"没有错误|没有错|并没有错|没错|无误|并无错误|不是错误的|不是错的|并非错误|不错|正确|是对的|成立",
-    r"(?<![相针绝面反核应比配])对(?![于比应待象方话称照手立抗外内])|[√✓✔✅]",
-    _WORD.format("correct|true|T|V"),
-))
+_FALSE = "|".join(
+    (
+        r"不是正确的|不正确|不完全正确|并不正确|不准确|不是对的|并不对|不对|不成立|有误|有错|是错的|错误",
+        r"(?<![交过])错(?![过落综开觉])|[×✗✘✕❌]",
+        _WORD.format(r"(?:not|isn't|is\s+not)\s+(?:true|correct|right)|incorrect|false|wrong|F|X"),
+    )
+)
+_TRUE = "|".join(
+    (
+        r"没有错误|没有错|并没有错|没错|无误|并无错误|不是错误的|不是错的|并非错误|不错|正确|是对的|成立",
+        r"(?<![相针绝面反核应比配])对(?![于比应待象方话称照手立抗外内])|[√✓✔✅]",
+        _WORD.format("correct|true|T|V"),
+    )
+)
 _OPENING = re.compile(r"^\W*(?:(?P<true>yes|right)|(?P<false>no))(?![A-Za-z])", re.IGNORECASE)
 _VERDICT = re.compile(rf"(?P<false>{_FALSE})|(?P<true>{_TRUE})", re.IGNORECASE)
 # "正确的说法是", "正确答案", "正确的是": a correction follows; the words are not a verdict.
-_NOT_A_VERDICT = re.compile(r"正确的?(?:说法|表述|答案|做法|理解|观点|应该|应为|是)|正确答案|correct (?:answer|statement) is",
-                            re.IGNORECASE)
-_INTRO = re.compile(r"(?:答案|判断|结论|结果|answer|verdict)\s*(?:是|为|应为|应该是|is)?\s*[:：]?\s*", re.IGNORECASE)
+_NOT_A_VERDICT = re.compile(
+    r"正确的?(?:说法|表述|答案|做法|理解|观点|应该|应为|是)|正确答案|correct (?:answer|statement) is",
+    re.IGNORECASE,
+)
+_INTRO = re.compile(
+    r"(?:答案|判断|结论|结果|answer|verdict)\s*(?:是|为|应为|应该是|is)?\s*[:：]?\s*", re.IGNORECASE
+)
 _CHOICE = re.compile(r"还是|或者?|(?<![A-Za-z])or(?![A-Za-z])|/", re.IGNORECASE)
 _CJK_SPACES = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 
