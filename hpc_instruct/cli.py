@@ -212,6 +212,21 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from hpc_instruct.evaluate.score_files import ScoreFilesConfig, score_files
+
+    try:
+        ids = tuple(int(i) for i in args.letter_ids.split(",")) if args.letter_ids else None
+        config = ScoreFilesConfig(args.mode, args.symbolic, *((ids,) if ids else ()))
+    except ValueError as exc:
+        raise UserError(f"--letter-ids {args.letter_ids!r}: expected four token ids for A,B,C,D, e.g. 319,350,315,360") from exc
+    for result in score_files(args.files, args.out, config):
+        for line in result.skipped:
+            print(f"skipped {line}", file=sys.stderr)
+        print(result.describe())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpci", description="hpc_instruct: instruction-tuning dynamics studies on HPC clusters. "
@@ -302,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rescore", help="recompute scores from stored responses with the current scorers (no model)")
     p.add_argument("study", help="study directory")
     p.set_defaults(func=cmd_rescore)
+
+    p = sub.add_parser("score", help="score prediction files without a model (DoIT .json/.jsonl or result .parquet)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--mode", choices=("doit", "doit-text", "corrected"), default="doit",
+                   help="official rules with logit fallback (default), official text mode, or corrected")
+    p.add_argument("--out", default="scores", help="output folder (default: ./scores)")
+    p.add_argument("--symbolic", action="store_true", help="corrected math: also compare expressions with sympy")
+    p.add_argument("--letter-ids", default="", metavar="A,B,C,D",
+                   help="token ids of A-D in a full-vocabulary generated_score (default: DoIT's eval tokenizer)")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("task", help="run tasks of one stage (the entry point for plain sbatch --array)",
                        description="Run tasks by id, or the N-th task of the stage (--index, default "

@@ -8,7 +8,9 @@ EvalTask id, so the shard stays trusted; the marker's facts gain the new sha256 
 without a marker (a killed writer's, or a write in progress) is left alone. Torch is never imported: this runs
 on a login node (`hpci rescore STUDY`).
 
-Use it after a scorer rule changes (`SCORER_VERSION` bumps) or to switch the parse mode (`mode="lenient"`).
+Use it after a scorer rule changes (`SCORER_VERSION` bumps) or to switch the scoring mode (`mode="corrected"`).
+Rows stored without letter log-probs are read by the official text rule in `doit` mode, and an item that cannot
+be judged (e.g. a five-letter multi-select answer) becomes an `error: ...` row instead of stopping the rescore.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def rescore_study(
 
     Args:
         study_dir: the study directory (holds `eval/`).
-        mode: "doit" or "lenient" to rescore every row in that parse mode; None keeps each row's recorded mode.
+        mode: "doit", "doit-text" or "corrected" to rescore every row in that mode; None keeps each row's
+            recorded mode.
         dry_run: compute and report, write nothing.
     """
     sdir = StudyDir(Path(study_dir))

@@ -5,9 +5,11 @@ and when it is rescored, so the two can never disagree on a rule. Evidence is wh
 what the rules need: the response text, the option letters' log-probs at the answer position (MC and
 multi-select; their count is the item's number of options), and the candidate perplexities (rank3).
 
-The parse mode (`doit` or `lenient`) is part of the scorer identity: `scorer_version` is
-`<SCORER_VERSION>+<mode>` (e.g. `doit-scoring-1+doit`), and `parse_mode` holds how the answer was found
-(`one_char`, `logits`, `boxed`, `lowest_perplexity`, ...).
+The scoring mode (`doit`, `doit-text` or `corrected`) is part of the scorer identity: `scorer_version` is
+`<SCORER_VERSION>+<mode>` (e.g. `doit-scoring-2+doit`), and `parse_mode` holds the rule that decided
+(`one_char`, `logits`, `boxed`, `lowest_perplexity`, ...), or `error: <why>` for an item that could not be
+judged (a malformed reference, an item the official code crashes on); such a row is never correct and never
+stops the shard.
 
 A shard is written to a temporary name beginning with "." in its folder and renamed into place
 (`hpc_instruct.atomic`), so a killed writer leaves only a dot-file that nobody reads and no marker.
@@ -25,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hpc_instruct.atomic import atomic_path
-from hpc_instruct.data.abilities import MC, MULTI_SELECT, RANK3
+from hpc_instruct.data.abilities import MATH, MC, MULTI_SELECT, RANK3
 from hpc_instruct.evaluate.result_schema import COLUMNS, RESULT_SCHEMA
-from hpc_instruct.evaluate.scoring import SCORER_VERSION, Score, score
-from hpc_instruct.evaluate.scoring.letters import DOIT, MODES
+from hpc_instruct.evaluate.scoring import SCORER_VERSION, Score, score_or_error
+from hpc_instruct.evaluate.scoring.modes import DOIT, LEGACY_ALIASES, MODES
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 SHARD_GLOB = "part-*.parquet"
@@ -42,7 +44,13 @@ def scorer_version(mode: str) -> str:
 def recorded_mode(version: str | None) -> str:
     """The parse mode a row was scored in (from its `scorer_version`); `doit` for rows without one."""
     mode = (version or "").rpartition("+")[2]
+    mode = LEGACY_ALIASES.get(mode, mode)
     return mode if mode in MODES else DOIT
+
+
+def rule_of(s: Score) -> str:
+    """What a result row's `parse_mode` records: the deciding rule, or `error: <why>`."""
+    return f"error: {s.error}" if s.error else s.method
 
 
 def score_evidence(
@@ -53,21 +61,22 @@ def score_evidence(
     letter_logprobs: Sequence[float] | None = None,
     candidate_ppl: Sequence[float] | None = None,
     mode: str = DOIT,
+    symbolic: bool = False,
 ) -> Score:
-    """Score one item of any format from what the model produced (see the module docstring)."""
+    """Score one item of any format from what the model produced (see the module docstring); an item that
+    cannot be judged comes back with `error` set instead of raising."""
     if fmt == RANK3:
-        return score(RANK3, None, None, mode=mode, perplexities=list(candidate_ppl or ()))
+        return score_or_error(RANK3, None, None, mode=mode, perplexities=list(candidate_ppl or ()))
     response = response or ""
     logprobs = list(letter_logprobs or ())
+    n = len(logprobs) if len(logprobs) >= 2 else 4
     if fmt == MC:
-        n = len(logprobs) if len(logprobs) >= 2 else 4
-        by_letter = dict(zip(OPTION_LETTERS[:n], logprobs, strict=False)) if logprobs else None
-        return score(MC, response, reference, mode=mode, n_options=n, letter_logprobs=by_letter)
+        return score_or_error(MC, response, reference, mode=mode, n_options=n, letter_logprobs=logprobs or None)
     if fmt == MULTI_SELECT:
-        return score(
-            MULTI_SELECT, response, reference, mode=mode, n_options=len(logprobs) if len(logprobs) >= 2 else 4
-        )
-    return score(fmt, response, reference, mode=mode)
+        return score_or_error(MULTI_SELECT, response, reference, mode=mode, n_options=n)
+    if fmt == MATH:
+        return score_or_error(MATH, response, reference, mode=mode, symbolic=symbolic)
+    return score_or_error(fmt, response, reference, mode=mode)
 
 
 def build_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -134,7 +143,7 @@ def rescored_columns(table: pa.Table, mode: str | None = None) -> dict[str, list
         out["parsed"].append(s.parsed)
         out["correct"].append(s.correct)
         out["chance"].append(s.chance)
-        out["parse_mode"].append(s.method)
+        out["parse_mode"].append(rule_of(s))
         out["scorer_version"].append(scorer_version(row_mode))
     return out
 

@@ -110,7 +110,8 @@ class EvalConfig:
     items_per_shard: int = spec(200, lo=1, identity=False)
     batch_size: int = spec(16, lo=1, identity=False)
     max_new_tokens: int = spec(1024, lo=1)
-    mc_mode: Literal["doit", "lenient"] = spec("doit", help="letter parsing: the paper's rule or a lenient parser")
+    mc_mode: Literal["doit", "doit-text", "corrected"] = spec(
+        "doit", help="scoring mode: the official rules (logit fallback for MC), the official text mode, or corrected")
     few_shot: int = spec(5, lo=0, help="shots for out-of-domain sets")
 
 

@@ -119,7 +119,7 @@ def base_checkpoint(study: Study, sdir: StudyDir, model_name: str):
 def _row(ctx: EvalContext, ckpt, eval_set, loaded, item, e) -> dict[str, Any]:
     """One result row (`hpc_instruct.evaluate.result_schema`), with the provenance every row carries."""
     from hpc_instruct.evaluate.result_schema import SCHEMA_VERSION
-    from hpc_instruct.evaluate.results import score_evidence, scorer_version
+    from hpc_instruct.evaluate.results import rule_of, score_evidence, scorer_version
     from hpc_instruct.provenance import code_version, library_versions_json
 
     task, owner, mode = ctx.task, ctx.owner, ctx.study.recipe.evaluation.mc_mode
@@ -135,7 +135,7 @@ def _row(ctx: EvalContext, ckpt, eval_set, loaded, item, e) -> dict[str, Any]:
         "split": task.split, "eval_set": task.eval_set, "ability": task.ability, "item_id": item.uid,
         "item_index": item.index, "format": item.format, "question_format": item.question_format,
         "response": e.response, "parsed": s.parsed, "reference": item.reference, "correct": s.correct,
-        "chance": s.chance, "parse_mode": s.method,
+        "chance": s.chance, "parse_mode": rule_of(s),
         "candidate_ppl": list(e.candidate_ppl) if e.candidate_ppl is not None else None,
         "letter_logprobs": list(e.letter_logprobs) if e.letter_logprobs is not None else None,
         "prompt_tokens": e.prompt_tokens, "response_tokens": e.response_tokens, "latency_s": e.latency_s,

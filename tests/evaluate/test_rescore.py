@@ -30,11 +30,11 @@ def test_unchanged_scorers_change_nothing(study_copy):
 
 
 def test_a_mode_change_updates_rows_and_keeps_the_shards_trusted(study_copy):
-    report = rescore_study(study_copy, mode="lenient")
+    report = rescore_study(study_copy, mode="corrected")
     assert report.rewritten == report.shards > 0
     for path in shard_files(study_copy / "eval"):
         table = pq.read_table(path)
-        assert set(table["scorer_version"].to_pylist()) == {results.scorer_version("lenient")}
+        assert set(table["scorer_version"].to_pylist()) == {results.scorer_version("corrected")}
         marker = read_marker(path)
         assert marker["id"] == table["eval_task_id"][0].as_py()  # still the same EvalTask: still trusted
         assert marker["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -43,13 +43,13 @@ def test_a_mode_change_updates_rows_and_keeps_the_shards_trusted(study_copy):
 
 
 def test_a_rule_change_is_applied_from_stored_evidence(study_copy, monkeypatch):
-    real = results.score
+    real = results.score_or_error
 
     def generous_math(fmt, response, reference, **kw):  # a new rule: every math reply is right
         s = real(fmt, response, reference, **kw)
         return s.__class__(s.format, s.parsed, True, s.chance, "new_rule", s.mode) if fmt == "math" else s
 
-    monkeypatch.setattr(results, "score", generous_math)
+    monkeypatch.setattr(results, "score_or_error", generous_math)
     monkeypatch.setattr(results, "SCORER_VERSION", "doit-scoring-test")
     report = rescore_study(study_copy)
     assert report.changed_rows > 0 and report.rewritten == report.shards
@@ -83,7 +83,7 @@ def test_rows_rescore_to_what_the_eval_task_wrote(evaluated_study):
 def test_unfinished_shards_are_skipped(study_copy):
     path = shard_files(study_copy / "eval")[0]
     (path.parent / (path.name + ".done")).unlink()
-    report = rescore_study(study_copy, mode="lenient")
+    report = rescore_study(study_copy, mode="corrected")
     assert report.skipped == (str(path.relative_to(study_copy)),)
     assert set(pq.read_table(path)["scorer_version"].to_pylist()) == {results.scorer_version("doit")}
 

@@ -1,4 +1,4 @@
-"""Math answers: extraction from chain-of-thought replies and MATH-style equivalence."""
+"""Math answers, `corrected` mode: extraction from chain-of-thought replies and MATH-style equivalence."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_equivalent(prediction, reference):
         ("5m", "5"),  # "5m" is an expression, a unit needs a space
         ("3x", "3"),
         ("(1,2)", "[1,2]"),
-        ("1,2", "2,1"),  # order is kept
+        ("(1,2)", "(2,1)"),  # a tuple keeps its order
         ("", "0"),
         ("1/0", "0"),
         ("y=3", "x=4"),
@@ -125,7 +125,7 @@ def test_none_prediction():
     ],
 )
 def test_score_math(response, reference, correct):
-    result = score("math", response, reference)
+    result = score("math", response, reference, mode="corrected")
     assert result.correct is correct
     assert result.chance == 0.0
 

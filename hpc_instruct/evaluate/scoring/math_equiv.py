@@ -6,7 +6,10 @@ Normalisation removes what never changes an answer's value: spaces, `\\left`/`\\
 ("1,000"), `\\dfrac`/`\\tfrac`, and shorthand such as `\\frac12` and `\\sqrt2`. An assignment "x = 3" is compared
 by its right-hand side when the other answer is not itself an equation. Plain numbers are compared exactly as
 fractions, so "0.5", ".5", "1/2", "\\frac{1}{2}" and "\\dfrac{2}{4}" are all equal, and so are "3" and "3.0".
-Comma-separated answers ("1, \\frac12") are compared element by element, order kept.
+Several answers are compared as a whole: a plain list ("3, 5", "x=3或x=5", "\\{3, 5\\}") is unordered, as
+MATH's "enter all solutions" answers are; a bracketed tuple or interval ("(1, 2)", "[0, 1)") keeps its order and
+its brackets; "\\pm" (or "±") stands for both signs ("x=\\pm 3" is "3, -3"). With `symbolic=True`, two
+expressions that are still different are compared by sympy (`symbolic.py`): "2\\sqrt{2}" equals "\\sqrt{8}".
 """
 
 from __future__ import annotations
@@ -16,7 +19,21 @@ from fractions import Fraction
 
 from hpc_instruct.evaluate.scoring.normalize import CJK_SPAN, fold_width
 
-_DROP = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "~", "$", "\\%", "%", "\\displaystyle")
+_DROP = (
+    "\\left",
+    "\\right",
+    "\\!",
+    "\\,",
+    "\\;",
+    "\\:",
+    "\\ ",
+    "~",
+    "\\$",
+    "$",
+    "\\%",
+    "%",
+    "\\displaystyle",
+)
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 # Unit words stripped after a number. One-letter units need a space before them ("5 m"), so that "5m" (five
@@ -54,7 +71,11 @@ def normalize_math(answer: str) -> str:
     """The canonical string form of an answer (see module docstring); "" for an empty answer."""
     text = fold_width(answer).strip()
     text = (
-        text.replace("\n", " ").replace("或", ",").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+        text.replace("\n", " ")
+        .replace("或", ",")
+        .replace("±", "\\pm")
+        .replace("\\dfrac", "\\frac")
+        .replace("\\tfrac", "\\frac")
     )
     text = _DEGREES.sub("", text)
     text = _unwrap_text(text)
@@ -109,33 +130,95 @@ def _split_top_level(text: str) -> list[str]:
         else:
             current.append(char)
     parts.append("".join(current))
-    return parts
+    return [p for p in parts if p]
 
 
-def _same(a: str, b: str) -> bool:
-    """Equal as strings, as numbers, or element-wise for comma-separated lists."""
+def _expand_pm(parts: list[str]) -> list[str]:
+    """Each element holding one "\\pm" as two elements: "\\pm3" -> "3", "-3"; "2\\pm\\sqrt{3}" -> "2+…", "2-…"."""
+    out = []
+    for part in parts:
+        if part.count("\\pm") != 1:
+            out.append(part)
+            continue
+        left, right = part.split("\\pm")
+        lhs = left[: left.rfind("=") + 1] if "=" in left else ""
+        base = left[len(lhs) :]
+        out += [lhs + (base + "+" + right if base else right), lhs + base + "-" + right]
+    return out
+
+
+def _bracketed(text: str) -> tuple[str, str, str] | None:
+    """(open, inside, close) of an answer wrapped in one pair of brackets ("(1,2)", "[0,1)", "\\{1,2\\}")."""
+    for opening, closings in (("\\{", ("\\}",)), ("(", (")", "]")), ("[", ("]", ")"))):
+        for closing in closings:
+            if (
+                text.startswith(opening)
+                and text.endswith(closing)
+                and len(text) > len(opening) + len(closing)
+            ):
+                inside = text[len(opening) : -len(closing)]
+                if _split_top_level(inside) and inside.count("(") == inside.count(")"):
+                    return opening, inside, closing
+    return None
+
+
+def _rhs(part: str) -> str:
+    return part.rsplit("=", 1)[-1]
+
+
+def _same_atom(a: str, b: str, symbolic: bool) -> bool:
+    """One answer against one answer: as strings, as exact numbers, or (optionally) symbolically."""
     if a == b:
         return True
     va, vb = math_value(a), math_value(b)
     if va is not None and vb is not None:
         return va == vb
-    pa, pb = _split_top_level(a), _split_top_level(b)
-    if len(pa) > 1 and len(pa) == len(pb):
-        return all(_same(x, y) for x, y in zip(pa, pb, strict=True))
+    if ("=" in a) != ("=" in b):  # "x=3" against "3": the right-hand side
+        return _same_atom(_rhs(a), _rhs(b), symbolic) if _rhs(a) and _rhs(b) else False
+    if symbolic and va is None and vb is None:
+        from hpc_instruct.evaluate.scoring.symbolic import symbolic_equal
+
+        return symbolic_equal(a, b)
     return False
 
 
-def is_equivalent(prediction: str | None, reference: str) -> bool:
-    """True when `prediction` and `reference` denote the same answer (see module docstring)."""
-    if prediction is None:
+def _same(a: str, b: str, symbolic: bool = False) -> bool:
+    """Equal answers: single values, unordered lists, ordered tuples and intervals (see module docstring)."""
+    if a == b:
+        return True
+    ba, bb = _bracketed(a), _bracketed(b)
+    if ba and bb and len(_split_top_level(ba[1])) > 1:
+        if ba[0] == "\\{" and bb[0] == "\\{":  # sets: unordered
+            return _same_multiset(_split_top_level(ba[1]), _split_top_level(bb[1]), symbolic)
+        if (ba[0], ba[2]) != (bb[0], bb[2]):
+            return False
+        pa, pb = _split_top_level(ba[1]), _split_top_level(bb[1])
+        return len(pa) == len(pb) and all(_same_atom(x, y, symbolic) for x, y in zip(pa, pb, strict=True))
+    pa, pb = _expand_pm(_split_top_level(a)), _expand_pm(_split_top_level(b))
+    if len(pa) > 1 or len(pb) > 1:
+        return _same_multiset(pa, pb, symbolic)
+    return _same_atom(a, b, symbolic)
+
+
+def _same_multiset(pa: list[str], pb: list[str], symbolic: bool) -> bool:
+    """Every element of one list pairs with a distinct equal element of the other (order ignored)."""
+    if len(pa) != len(pb):
+        return False
+    left = list(pb)
+    for x in pa:
+        match = next((i for i, y in enumerate(left) if _same_atom(x, y, symbolic)), None)
+        if match is None:
+            return False
+        left.pop(match)
+    return True
+
+
+def is_equivalent(prediction: str | None, reference: str | None, *, symbolic: bool = False) -> bool:
+    """True when `prediction` and `reference` denote the same answer (see module docstring). None or an empty
+    answer on either side is never equivalent (the official `None == None` is a defect)."""
+    if prediction is None or reference is None:
         return False
     a, b = normalize_math(prediction), normalize_math(reference)
     if not a or not b:
         return False
-    if _same(a, b):
-        return True
-    # "x=3" against "3": compare right-hand sides when exactly one side is an equation.
-    if ("=" in a) != ("=" in b):
-        a, b = a.rsplit("=", 1)[-1], b.rsplit("=", 1)[-1]
-        return bool(a) and bool(b) and _same(a, b)
-    return False
+    return _same(a, b, symbolic)

@@ -14,6 +14,7 @@ import unicodedata
 # parser used only U+4E00..U+9FFF; the two extra blocks hold rare characters that cannot change a match between
 # common words, so they are included to keep a span from breaking in the middle of a rare character.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_CHARS = _CJK  # for use inside a character class
 CJK_SPAN = re.compile(f"[{_CJK}]+")
 
 # Punctuation that NFKC leaves full-width (it folds （）：，！？ but not the ideographic ones below).
@@ -55,7 +56,7 @@ def first_cjk_span(text: str) -> str | None:
 
 
 # Prose that introduces an answer: "答案是", "答案为：", "正确答案：", "故选", "Answer:", "the answer is".
-# Used only by the lenient parsers, never by the `doit` rules.
+# Used only by the `corrected` readers, never by the official (`doit`) rules.
 ANSWER_INTRO = re.compile(
     r"(?:正确)?答案(?:应该|应)?(?:是|为|选)?\s*[:：]?\s*|故选\s*|应选\s*|选择?\s*[:：]?\s*"
     r"|(?:the\s+)?(?:correct\s+)?answer\s*(?:is|:)\s*",

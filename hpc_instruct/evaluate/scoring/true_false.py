@@ -1,68 +1,96 @@
-"""True/false answers (DoIT history items): keyword sets read from the reply text.
+"""True/false answers (DoIT history items), `corrected` mode: verdict words read with their negations.
 
-`doit` is the paper's rule: the reply is true if it contains a word of {正确, 对, T, √, V} and none of
-{错误, 错, F, ×, X}, false in the mirror case, and unanswered when it holds both or neither. The original parser
-had a logit fallback for this format but ran with it switched off (text only), and so does this one.
-Substring search has known blind spots that `doit` keeps on purpose: "不对" contains "对" and reads as true,
-"True" contains "T". `lenient` reads negations first ("不正确", "不对" -> false; "没错" -> true), accepts ✓/✗,
-"true"/"false" and "yes"/"no" as words, and takes the keyword that comes first in the reply.
+The official rule (`official.parse_doit_true_false`) looks for substrings of {正确,对,T,√,V} and {错误,错,F,×,X}:
+"不正确" reads as true, "True" holds "T" and "False" holds "F", "对于" holds "对", and a reply holding both
+sets is unanswered. This module tokenises verdicts instead, longest and negated forms first:
+- negations: 不正确, 不是正确的, 并不对, 不成立 and 有误 are false; 没错, 没有错误, 无误, 不是错的 are true;
+- the vocabulary a grader accepts: ✓ ✔ ✅ / ✗ ✘ ❌, true/false, correct/incorrect, wrong; yes/no and right only
+  where a reply opens with them; T/F/V/X only as a letter standing alone, never inside an English word;
+- spaces inside Chinese verdicts ("正 确") are ignored; 对 and 错 inside other words (对于, 相对, 错过) are not
+  verdicts; "正确的说法是……" introduces a correction and is not a verdict either;
+- the verdict after an answer phrase ("答案：错误", "判断：对", "Answer: false") wins; else all verdicts agreeing
+  decide; else, both polarities present, the first verdict (replies open with their judgement:
+  "错误。正确的表述应该是……").
 """
 
 from __future__ import annotations
 
 import re
 
-from hpc_instruct.evaluate.scoring.letters import DOIT, check_mode
+from hpc_instruct.evaluate.scoring.modes import ItemError
 from hpc_instruct.evaluate.scoring.normalize import fold_width
+from hpc_instruct.evaluate.scoring.official import FALSE_WORDS, TRUE_WORDS
 
-TRUE_WORDS = ("正确", "对", "T", "√", "V")
-FALSE_WORDS = ("错误", "错", "F", "×", "X")
-
-# Longest and negated forms first so that "不正确" is not read as "正确".
-_LENIENT = re.compile(
-    r"(?P<false>不正确|不对|并不对|错误|错|[×✗✘]|(?<![A-Za-z])(?:F|X|false|no)(?![A-Za-z]))"
-    r"|(?P<true>没错|没有错|正确|对|[√✓✔]|(?<![A-Za-z])(?:T|V|true|yes)(?![A-Za-z]))",
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+_WORD = r"(?<![A-Za-z])(?:{})(?![A-Za-z])"  # an English word or letter standing alone
+_FALSE = "|".join(
+    (
+        r"不是正确的|不正确|不完全正确|并不正确|不准确|不是对的|并不对|不对|不成立|有误|有错|是错的|错误",
+        r"(?<![交过])错(?![过落综开觉])|[×✗✘✕❌]",
+        _WORD.format(r"(?:not|isn't|is\s+not)\s+(?:true|correct|right)|incorrect|false|wrong|F|X"),
+    )
+)
+_TRUE = "|".join(
+    (
+        r"没有错误|没有错|并没有错|没错|无误|并无错误|不是错误的|不是错的|并非错误|不错|正确|是对的|成立",
+        r"(?<![相针绝面反核应比配])对(?![于比应待象方话称照手立抗外内])|[√✓✔✅]",
+        _WORD.format("correct|true|T|V"),
+    )
+)
+_OPENING = re.compile(r"^\W*(?:(?P<true>yes|right)|(?P<false>no))(?![A-Za-z])", re.IGNORECASE)
+_VERDICT = re.compile(rf"(?P<false>{_FALSE})|(?P<true>{_TRUE})", re.IGNORECASE)
+# "正确的说法是", "正确答案", "正确的是": a correction follows; the words are not a verdict.
+_NOT_A_VERDICT = re.compile(
+    r"正确的?(?:说法|表述|答案|做法|理解|观点|应该|应为|是)|正确答案|correct (?:answer|statement) is",
     re.IGNORECASE,
 )
-
-
-def parse_doit(text: str) -> str:
-    """The reply as "T", "F" or "" by the paper's keyword rule (see module docstring)."""
-    folded = fold_width(text).strip()
-    has_true = any(word in folded for word in TRUE_WORDS)
-    has_false = any(word in folded for word in FALSE_WORDS)
-    if has_true and not has_false:
-        return "T"
-    if has_false and not has_true:
-        return "F"
-    return ""
+_INTRO = re.compile(
+    r"(?:答案|判断|结论|结果|answer|verdict)\s*(?:是|为|应为|应该是|is)?\s*[:：]?\s*", re.IGNORECASE
+)
+_CHOICE = re.compile(r"还是|或者?|(?<![A-Za-z])or(?![A-Za-z])|/", re.IGNORECASE)
+_CJK_SPACES = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 
 
 def reference_truth(reference: str) -> str:
-    """The reference as "T" or "F"; raises when it is neither (the DoIT labels are single keywords)."""
-    truth = parse_doit(reference)
-    if not truth:
-        raise ValueError(f"true/false reference must be one of {TRUE_WORDS + FALSE_WORDS}, got {reference!r}")
-    return truth
+    """The reference as "T" or "F" (one of the ten DoIT keywords, full-width folded); `ItemError` otherwise."""
+    folded = fold_width(reference).strip()
+    has_true = any(word in folded for word in TRUE_WORDS)
+    has_false = any(word in folded for word in FALSE_WORDS)
+    if has_true == has_false:
+        raise ItemError(f"true/false reference must be one of {TRUE_WORDS + FALSE_WORDS}, got {reference!r}")
+    return "T" if has_true else "F"
 
 
-def parse_true_false(response: str, mode: str = DOIT) -> tuple[str, str]:
-    """Parse a true/false reply; returns ("T" | "F" | "", method).
+def _verdicts(text: str) -> list[tuple[int, str]]:
+    """(position, "T" | "F") of every verdict word, corrections' introductions masked out."""
+    masked = _NOT_A_VERDICT.sub(lambda m: " " * len(m.group(0)), text)
+    return [(m.start(), "T" if m.group("true") else "F") for m in _VERDICT.finditer(masked)]
 
-    Methods: "keywords" (doit rule decided), "ambiguous" (both sets present, doit), "none" (no keyword),
-    "first_keyword" (lenient), "empty".
+
+def parse_true_false(response: str) -> tuple[str, str]:
+    """Parse a true/false reply the `corrected` way; returns ("T" | "F" | "", rule).
+
+    Rules: "answer_phrase", "opening_word" (yes/no/right), "consistent", "first_verdict", "ambiguous" (the
+    two verdicts offered as a choice), "none", "empty".
     """
-    check_mode(mode)
-    folded = fold_width(response).strip()
-    if not folded:
+    text = _CJK_SPACES.sub("", fold_width(response)).strip()
+    if not text:
         return "", "empty"
-    if mode == DOIT:
-        truth = parse_doit(folded)
-        if truth:
-            return truth, "keywords"
-        has_any = any(word in folded for word in TRUE_WORDS + FALSE_WORDS)
-        return "", "ambiguous" if has_any else "none"
-    match = _LENIENT.search(folded)
-    if match is None:
+    found = _verdicts(text)
+    intros = [m.end() for m in _INTRO.finditer(text)]
+    for end in reversed(intros):
+        after = [truth for pos, truth in found if end <= pos <= end + 2]
+        if after:
+            return after[0], "answer_phrase"
+    opening = _OPENING.match(text)
+    if opening:
+        return ("T" if opening.group("true") else "F"), "opening_word"
+    if not found:
         return "", "none"
-    return ("T" if match.group("true") else "F"), "first_keyword"
+    truths = {truth for _, truth in found}
+    if len(truths) == 1:
+        return truths.pop(), "consistent"
+    second = next(pos for pos, truth in found if truth != found[0][1])
+    if _CHOICE.search(text[found[0][0] : second]):
+        return "", "ambiguous"  # "正确还是错误？", "true or false": a question, not a verdict
+    return found[0][1], "first_verdict"
