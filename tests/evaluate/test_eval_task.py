@@ -83,7 +83,7 @@ def test_rows_record_formats_evidence_and_provenance(evaluated_study):
     rows = pd.concat([pd.read_parquet(p) for _, p in shards])
     rank = rows[rows["format"] == "rank3"]
     assert rank["candidate_ppl"].map(len).eq(3).all() and rank["letter_logprobs"].isna().all()
-    assert (rank["parse_mode"] == "lowest_perplexity").all() and (rank["response_tokens"] == 0).all()
+    assert (rank["parse_mode"] == "min_equals_first").all() and (rank["response_tokens"] == 0).all()  # doit: the official rule
     mc = rows[rows["format"] == "mc"]
     assert set(mc["letter_logprobs"].map(len)) == {3, 4} and set(mc["parse_mode"]) <= {"one_char", "logits"}
     assert (rows.loc[rows["format"] == "math", "chance"] == 0).all()

@@ -27,7 +27,7 @@ def trusted_by_aggregation(study, study_dir) -> tuple[set[str], list]:
 
     plan = plan_from_expansion(study.expand(), study.recipe.study.name, study.facts.fingerprint)
     trusted, problems = shards.find_trusted(study_dir, plan)
-    return {plan.shards[i].task_id for i in trusted}, problems
+    return {plan.shards[i].id for i in trusted}, problems
 
 
 def test_an_exception_mid_write_leaves_no_file_and_no_marker(evaluated_study, study_copy, monkeypatch):

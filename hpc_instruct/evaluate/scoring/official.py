@@ -20,8 +20,6 @@ import math
 import re
 from collections.abc import Sequence
 
-import numpy as np
-
 from hpc_instruct.evaluate.scoring.modes import DOIT, ItemError
 
 OFFICIAL_LETTERS = "ABCD"  # the official MC parser always compares exactly these four
@@ -43,6 +41,8 @@ def official_argmax(scores: Sequence[float]) -> str:
     Computed with numpy rather than torch (no torch on a login node): the two agree except where two float32
     logits are one unit in the last place apart, which torch's softmax may round to a tie.
     """
+    import numpy as np  # here, not at the top: the code sandbox imports the scorers with a bare interpreter
+
     values = np.asarray(list(scores)[: len(OFFICIAL_LETTERS)], dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         shifted = np.exp(values - values.max())
