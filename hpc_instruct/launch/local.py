@@ -105,10 +105,13 @@ def _units(tasks: list[Task]) -> list[list[Task]]:
 
 
 def _command(layout: StudyLayout, unit: list[Task], ranks: int) -> list[str]:
+    """`python -P -m ...`: the working directory (perhaps the study, which colleagues can write) is not put first
+    on sys.path, so a `hpc_instruct/` folder there cannot shadow the code; torchrun's ranks inherit
+    PYTHONSAFEPATH from the environment `_run_pool` gives them."""
     entry = ["-m", "hpc_instruct.launch.entry", unit[0].stage, str(layout.root), *(t.id for t in unit)]
     if ranks > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
-    return [sys.executable, *entry]
+        return [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
+    return [sys.executable, "-P", *entry]
 
 
 def _run_pool(layout: StudyLayout, ex: Expansion, units: list[list[Task]], parallelism: int, bad: set[str],
@@ -129,7 +132,7 @@ def _run_pool(layout: StudyLayout, ex: Expansion, units: list[list[Task]], paral
             log_path.parent.mkdir(parents=True, exist_ok=True)
             threads = max(1, cores // max(parallelism, ranks))
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HPCI_THREADS": str(threads),
-                   "PYTHONUNBUFFERED": "1"}
+                   "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1"}
             with open(log_path, "w") as fh:
                 proc = subprocess.Popen(_command(layout, unit, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
             running.append((unit, proc, log_path, need))

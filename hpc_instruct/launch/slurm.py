@@ -16,7 +16,6 @@ Tasks already done, pending or running are not submitted again.
 from __future__ import annotations
 
 import math
-import shlex
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from hpc_instruct.launch import slurm_query
 from hpc_instruct.launch.entry import ElementRunner
 from hpc_instruct.launch.layout import StudyLayout
-from hpc_instruct.launch.snapshot import snapshot
+from hpc_instruct.launch.snapshot import job_setup, snapshot
 from hpc_instruct.launch.state import Submission, record_submission, statuses
 from hpc_instruct.launch.tasks import Resources, Task, build_tasks, resources
 from hpc_instruct.recipe.expand import Expansion
@@ -73,8 +72,8 @@ class _Submitter:
         ex_cfg = self.study.recipe.execution
         folder = self.layout.logs / f"{stage}-{group}"
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
-        # Start in the study directory: a job started in the checkout would import it (cwd is first on sys.path)
-        # instead of the code snapshot.
+        # Start in the study directory: a job started in the checkout would import it instead of the code
+        # snapshot. The study directory is not on sys.path either (job_setup sets PYTHONSAFEPATH).
         extra = {"kill-on-invalid-dep": "yes", "chdir": str(self.layout.root)}
         if ex_cfg.account:
             extra["account"] = ex_cfg.account
@@ -84,8 +83,7 @@ class _Submitter:
             nodes=r.nodes, ntasks_per_node=r.tasks_per_node, cpus_per_task=r.cpus_per_task,
             mem=f"{max(1, math.ceil(r.mem_gb * self.opts.mem_factor))}G",
             array_parallelism=ex_cfg.array_throttle or len(elements),
-            setup=[f"export PYTHONPATH={shlex.quote(str(self.code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
-                   *ex_cfg.setup],
+            setup=[*job_setup(self.code_dir), *ex_cfg.setup],
             additional_parameters=extra,
         )
         if r.gpus_per_node:
