@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hpc_instruct.analyze.analysis import Analysis, analyze_study
 from hpc_instruct.analyze import markdown_text as md
+from hpc_instruct.analyze.analysis import Analysis, analyze_study
 from hpc_instruct.analyze.curves import overall_first
 from hpc_instruct.analyze.plots import Figure, growth_figure, sensitivity_figure, transfer_figure
 from hpc_instruct.analyze.report_content import Section, findings, provenance, sections
