@@ -37,7 +37,7 @@ from hpc_instruct.analyze.expected import (
 )
 from hpc_instruct.analyze.planted import PlantedTruth, _stable_int, default_truth, item_chances, item_formats
 from hpc_instruct.analyze.selection import SELECTION_RULE
-from hpc_instruct.atomic import atomic_path, write_marker, write_text
+from hpc_instruct.atomic import atomic_path, file_sha256, write_marker, write_text
 from hpc_instruct.evaluate.result_schema import RESULT_SCHEMA, SCHEMA_VERSION
 from hpc_instruct.launch.layout import StudyLayout
 
@@ -198,7 +198,7 @@ def _write(
     path = p.path(layout)
     with atomic_path(path) as tmp:
         pq.write_table(_rows(plan, trial, p, params, checkpoint, epoch, rule, correct, chances, formats), tmp)
-    write_marker(path, p.task_id, rows=int(correct.size), simulated=True)
+    write_marker(path, p.task_id, rows=int(correct.size), sha256=file_sha256(path), simulated=True)  # as eval does
 
 
 def _rows(

@@ -28,6 +28,7 @@ from typing import Any
 from hpc_instruct.atomic import is_done, read_marker
 from hpc_instruct.evaluate.results import read_shard
 from hpc_instruct.recipe.expand import EvalTask
+from hpc_instruct.train.export_check import export_problem
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ def epoch_checkpoint(layout, trial, epoch: int, rule: str = "") -> Checkpoint:
             f"trial {trial.label} ({trial.id}) has no complete export for epoch {epoch} at {folder} "
             "(train task not finished?)"
         )
+    problem = export_problem(folder)
+    if problem:  # marked done, yet the weights are not all there: its train task must run again
+        raise CheckpointUnavailable(f"trial {trial.label} ({trial.id}): {problem}; `hpci run` (or `hpci resubmit`) "
+                                    "trains it again")
     facts = read_marker(folder) or {}
     step = int(facts.get("step", epoch * trial.steps_per_epoch))
     return Checkpoint(f"epoch-{epoch:03d}", epoch, step, rule, "export", str(folder), str(folder))

@@ -25,9 +25,10 @@ from hpc_instruct.launch.entry import ElementRunner
 from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.launch.snapshot import job_setup, snapshot
 from hpc_instruct.launch.state import Submission, record_submission, statuses
-from hpc_instruct.launch.tasks import Resources, Task, build_tasks, resources
+from hpc_instruct.launch.tasks import Resources, Task, build_tasks, resources, thread_env
 from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.study_lock import study_lock
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class _Submitter:
             nodes=r.nodes, ntasks_per_node=r.tasks_per_node, cpus_per_task=r.cpus_per_task,
             mem=f"{max(1, math.ceil(r.mem_gb * self.opts.mem_factor))}G",
             array_parallelism=ex_cfg.array_throttle or len(elements),
-            setup=[*job_setup(self.code_dir), *ex_cfg.setup],
+            setup=[*job_setup(self.code_dir), "export " + " ".join(f"{k}={v}" for k, v in thread_env(r.cpus_per_task).items()),
+                   *ex_cfg.setup],
             additional_parameters=extra,
         )
         if r.gpus_per_node:
@@ -107,8 +109,15 @@ class _Submitter:
 
 def submit_study(study: Study, ex: Expansion, opts: SubmitOptions = SubmitOptions(), only: set[str] | None = None
                  ) -> SubmitReport:
-    """Submit everything not done and not already queued (or only the ids in `only`)."""
+    """Submit everything not done and not already queued (or only the ids in `only`), holding the study's launch
+    lock (two submissions at once would both find a task not queued yet)."""
     layout = StudyLayout(study.directory.resolve())
+    with study_lock(layout.state, "hpci submit"):
+        return _submit_study(layout, study, ex, opts, only)
+
+
+def _submit_study(layout: StudyLayout, study: Study, ex: Expansion, opts: SubmitOptions, only: set[str] | None
+                  ) -> SubmitReport:
     tasks = build_tasks(study, ex)
     current = {s.task.id: s for s in statuses(layout, tasks)}
     active = {tid for tid, s in current.items() if s.status in ("pending", "running")}

@@ -20,6 +20,7 @@ from hpc_instruct.launch.layout import StudyLayout
 from hpc_instruct.recipe.expand import Expansion
 from hpc_instruct.recipe.hashing import digest
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.train.export_check import trial_exports_problem
 
 STAGES = ("prepare", "train", "eval", "aggregate")
 EVAL_WEIGHTS_GB_PER_GPU = 40.0  # planning: bf16 weights that one eval GPU holds with room for the KV cache
@@ -73,7 +74,16 @@ class Task:
     label: str = ""
 
     def done(self, layout: StudyLayout) -> bool:
-        return is_done(layout.root / self.output, self.id)
+        if not is_done(layout.root / self.output, self.id):
+            return False
+        # A finished trial counts only while every export it lists holds its weights (see train/export_check).
+        return self.stage != "train" or trial_exports_problem(layout.root, layout.root / self.output) is None
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """CPU thread settings of a task, the same under every executor (thread counts change float reductions)."""
+    n = str(max(1, int(threads)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "HPCI_THREADS": n}
 
 
 def mixture_id(study: Study, trial) -> str:
