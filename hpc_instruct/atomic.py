@@ -8,6 +8,7 @@ expect, so stale outputs from an older recipe are redone, never reused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -59,8 +60,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old)  # a name of our own: another writer's `old` is never ours to replace
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -97,6 +98,39 @@ def read_marker(output: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def is_done(output: str | os.PathLike, task_id: str) -> bool:
-    """True when `output` exists and its marker names `task_id` (a stale or partial output is not done)."""
+    """True when `output` exists, its marker names `task_id` (a stale or partial output is not done) and, when
+    the marker records the output's sha256, the file still has that content (a damaged file is not done)."""
     marker = read_marker(output)
-    return marker is not None and marker.get("id") == task_id and Path(output).exists()
+    return (marker is not None and marker.get("id") == task_id and Path(output).exists()
+            and content_problem(output, marker) is None)
+
+
+def content_problem(output: str | os.PathLike, marker: dict[str, Any] | None = None) -> str | None:
+    """Why `output` does not match the sha256 its marker records, or None (also when none is recorded).
+
+    A flipped bit in a Parquet shard can decode without error and silently change scores; the hash catches it.
+    """
+    marker = read_marker(output) if marker is None else marker
+    expected = (marker or {}).get("sha256")
+    if not expected or not Path(output).is_file():
+        return None
+    actual = file_sha256(output)
+    if actual != expected:
+        return f"content does not match its marker's sha256 ({actual[:12]}... != {str(expected)[:12]}...)"
+    return None
+
+
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, remembered per (path, inode, size, mtime) so repeated status checks read it once."""
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]

@@ -11,7 +11,6 @@ rows, the report), so any number can be traced to the exact run.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import subprocess
 import sys
@@ -24,17 +23,29 @@ PACKAGE = Path(hpc_instruct.__file__).resolve().parent
 LIBRARIES = ("torch", "transformers", "tokenizers", "accelerate", "megatron-core", "deepspeed", "pyarrow", "numpy")
 
 
-def package_files(package: Path = PACKAGE) -> list[Path]:
-    """The files that make up the package (what a snapshot copies and the hash covers)."""
-    return sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                  and p.suffix not in (".pyc", ".pyo"))
+def package_digest(package, every_file):  # noqa: ANN001, ANN201 - also runs standalone in jobs (launch.snapshot)
+    """sha256 (16 hex) over relative path and bytes of the package's files; compiled caches and links too when
+    `every_file` (what a code snapshot must hold exactly)."""
+    import hashlib
+    from pathlib import Path
+
+    package = Path(package)
+    h = hashlib.sha256()
+    for p in sorted(package.rglob("*")):
+        rel = p.relative_to(package)
+        if every_file and p.is_symlink():  # in a snapshot nothing is a link (copytree copies their content)
+            content = b"symlink:" + str(p.readlink()).encode()
+        elif not p.is_file() or not every_file and ("__pycache__" in rel.parts or p.suffix in (".pyc", ".pyo")):
+            continue
+        else:
+            content = p.read_bytes()
+        h.update(str(rel).encode() + b"\0" + content + b"\0")
+    return h.hexdigest()[:16]
 
 
 def package_hash(package: Path = PACKAGE) -> str:
-    h = hashlib.sha256()
-    for p in package_files(package):
-        h.update(str(p.relative_to(package)).encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    """The hash of the package's source files: the name of a code snapshot and part of `code_version()`."""
+    return package_digest(package, every_file=False)
 
 
 @functools.cache

@@ -136,6 +136,24 @@ class StudyDir:
     def code_snapshots(self) -> Path:
         return self.state / "code"
 
+    @property
+    def launch_lock(self) -> Path:
+        """Held by `hpci run` / `hpci submit`: one launcher per study (it names its holder)."""
+        return self.state / "launch.lock"
+
+    def local_record(self, task_id: str) -> Path:
+        """What the local executor knows of a task it ran (failure reason, log, launcher pid)."""
+        return self.state / "local" / f"{task_id}.json"
+
+    def local_log(self, stage: str, task_id: str = "") -> Path:
+        """The local executor's log folder of a stage, or one task's log in it."""
+        folder = self.logs / "local" / stage
+        return folder / f"{task_id}.log" if task_id else folder
+
+    def old_plan(self, stamp: str) -> Path:
+        """A plan.json kept when the recipe changed (the drift's "before")."""
+        return self.state / "plans" / f"plan-{stamp}.json"
+
     # ------------------------------------------------------------------ results
     @property
     def results(self) -> Path:

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hpc_instruct.analyze import markdown_text as md
 from hpc_instruct.analyze.analysis import Analysis, analyze_study
 from hpc_instruct.analyze.curves import overall_first
 from hpc_instruct.analyze.plots import Figure, growth_figure, sensitivity_figure, transfer_figure
@@ -158,43 +159,25 @@ def _markdown(
     facts: list[tuple[str, str]],
 ) -> str:
     lines = (
-        [
-            f"# Study `{a.plan.study}`",
-            "",
-            "```",
-            a.aggregate.completeness.summary(limit=50),
-            "```",
-            "",
-            "## Findings",
-            "",
-        ]
-        + [f"- {line}" for line in findings(a)]
+        [f"# Study {md.code(a.plan.study)}", "", *md.fence(a.aggregate.completeness.summary(limit=50)), "", "## Findings", ""]
+        + [f"- {md.text(line)}" for line in findings(a)]
         + [""]
     )
     for section in content:
-        lines += [f"## {section.title}", "", section.intro, ""]
+        lines += [f"## {md.text(section.title)}", "", md.text(section.intro), ""]
         if section.figure in figures:
             f = figures[section.figure]
-            lines += [f"![{f.caption}](plots/{f.png.name}) ([SVG](plots/{f.svg.name}))", ""]
+            lines += [f"![{md.text(f.caption)}](plots/{f.png.name}) ([SVG](plots/{f.svg.name}))", ""]
         for frame, columns in section.tables:
             lines += [_md_table(frame, columns), ""]
         if section.title == "Data allocation plan" and a.allocation is not None:
-            lines += [
-                "Recipe snippet for the next study:",
-                "",
-                "```yaml",
-                a.allocation.recipe_snippet.rstrip(),
-                "```",
-                "",
-            ]
-    lines += ["## Provenance", ""] + [f"- **{k}**: `{v}`" for k, v in facts] + [""]
-    lines += ["Tables (CSV and Parquet): " + ", ".join(f"`{p.relative_to(results)}`" for p in tables), ""]
+            lines += ["Recipe snippet for the next study:", "", *md.fence(a.allocation.recipe_snippet, "yaml"), ""]
+    lines += ["## Provenance", ""] + [f"- **{md.text(k)}**: {md.code(v)}" for k, v in facts] + [""]
+    lines += ["Tables (CSV and Parquet): " + ", ".join(md.code(p.relative_to(results)) for p in tables), ""]
     lines += [
         "<details><summary>Resolved recipe (study.yaml)</summary>",
         "",
-        "```yaml",
-        recipe.rstrip(),
-        "```",
+        *md.fence(recipe, "yaml"),
         "",
         "</details>",
         "",
@@ -221,9 +204,9 @@ def _md_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     columns = [c for c in columns if c in frame.columns]
     if frame.empty or not columns:
         return "(none)"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(md.text(c, starts_block=False) for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += [
-        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
+        "| " + " | ".join(md.text(_cell(v), starts_block=False) for v in row) + " |"
         for row in frame[columns].itertuples(index=False)
     ]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hpc_instruct.analyze.expected import StudyPlan
 from hpc_instruct.analyze.result_rows import FileSummary
-from hpc_instruct.atomic import MARKER_SUFFIX, read_marker
+from hpc_instruct.atomic import MARKER_SUFFIX, content_problem, read_marker
 from hpc_instruct.expansion import EvalTask
 from hpc_instruct.study_dir import SELECTED, StudyDir
 
@@ -26,6 +26,8 @@ KINDS = {
     "missing": "planned shard not written (not run yet, or failed)",
     "no_marker": "shard file without its .done marker (writer killed or still running)",
     "stale_marker": "marker names another eval task (an older recipe or settings): shard not reused",
+    "bad_hash": "shard content does not match the sha256 in its marker (damaged or changed after it was written): "
+    "`hpci run` / `hpci resubmit` redoes it",
     "unreadable": "shard file cannot be read as Parquet",
     "bad_rows": "rows contradict the shard's task (task id, checkpoint, item count or item range)",
     "duplicate_items": "the same item appears more than once for one checkpoint and eval set",
@@ -116,7 +118,11 @@ def find_trusted(study_dir: Path, plan: StudyPlan) -> tuple[list[int], list[Shar
         else:
             marker = read_marker(path)
             found = marker.get("id") if marker else None
-            if found == shard.id:
+            damage = content_problem(path, marker) if found == shard.id else None
+            if damage:
+                advice = "damaged or changed after it was written; `hpci run` / `hpci resubmit` redoes it"
+                problems.append(ShardProblem("bad_hash", rel, shard.id, f"{damage}: {advice}"))
+            elif found == shard.id:
                 trusted.append(i)
             else:
                 problems.append(ShardProblem("stale_marker", rel, shard.id, f"marker names {found!r}"))

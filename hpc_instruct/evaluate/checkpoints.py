@@ -31,6 +31,7 @@ from hpc_instruct.evaluate.results import read_shard
 from hpc_instruct.evaluate.selection import best_epoch
 from hpc_instruct.expansion import EvalTask, Expansion, Trial
 from hpc_instruct.study_dir import StudyDir, epoch_name, parse_epoch
+from hpc_instruct.train.export_check import export_problem
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ def epoch_checkpoint(folder: Path, trial: Trial, epoch: int, rule: str = "") -> 
             f"trial {trial.label} ({trial.id}) has no complete export for epoch {epoch} at {folder} "
             "(train task not finished?)"
         )
+    problem = export_problem(folder)
+    if problem:  # marked done, yet the weights are not all there: its train task must run again
+        raise CheckpointUnavailable(f"trial {trial.label} ({trial.id}): {problem}; `hpci run` (or `hpci resubmit`) "
+                                    "trains it again")
     facts = read_marker(folder) or {}
     step = int(facts.get("step", epoch * trial.steps_per_epoch))
     return Checkpoint(epoch_name(epoch), epoch, step, rule, "export", str(folder), str(folder))

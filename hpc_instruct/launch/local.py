@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,9 +22,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from hpc_instruct.expansion import Expansion
+from hpc_instruct.launch.children import die_with_parent
 from hpc_instruct.launch.entry import run_tasks
-from hpc_instruct.launch.state import Submission, clear_local_failure, record_local_failure, record_submission
-from hpc_instruct.launch.tasks import STAGES, Task, build_tasks
+from hpc_instruct.launch.lock import launch_lock
+from hpc_instruct.launch.state import (
+    Submission,
+    clear_local_failure,
+    record_local_failure,
+    record_submission,
+    reserve_local_record,
+)
+from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, resources, thread_env
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.study_dir import StudyDir
 
@@ -47,7 +57,14 @@ def ranks_of(task: Task, ex: Expansion) -> int:
 
 def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = False, progress: bool = True,
               stages: tuple[str, ...] = STAGES) -> LocalReport:
+    """Run every task not done, stage by stage, holding the study's launch lock (one launcher per study)."""
     sdir = StudyDir(study.directory.resolve())
+    with launch_lock(sdir.launch_lock, "hpci run"):
+        return _run_local(sdir, study, ex, parallelism, debug, progress, stages)
+
+
+def _run_local(sdir: StudyDir, study: Study, ex: Expansion, parallelism: int, debug: bool, progress: bool,
+               stages: tuple[str, ...]) -> LocalReport:
     tasks = build_tasks(study, ex)
     start = time.time()
     ran, skipped, failed, blocked = 0, 0, [], []
@@ -67,7 +84,7 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
         if not runnable:
             continue
         record_submission(sdir, Submission(stage, "local", f"local-{int(start)}", [[t.id] for t in runnable],
-                                             "debug" if debug else "local", str(sdir.logs / "local" / stage)))
+                                             "debug" if debug else "local", str(sdir.local_log(stage))))
         bar = tqdm(total=len(runnable), desc=f"{stage:<9}", unit="task", disable=not progress, leave=True)
         # Test-on-selected shards need every valid shard of their trial first: they form a second wave.
         waves = [[t for t in runnable if not t.waits_for_selection], [t for t in runnable if t.waits_for_selection]]
@@ -77,7 +94,8 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
                     _run_debug(sdir, t, bad, failed)
                     bar.update(1)
             elif wave:
-                _run_pool(sdir, ex, _units(wave), parallelism, bad, failed, bar)
+                cpus = {(t.stage, t.group): resources(study, t.stage, t.group).cpus_per_task for t in wave}
+                _run_pool(sdir, ex, _units(wave), parallelism, bad, failed, bar, cpus)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
@@ -105,14 +123,17 @@ def _units(tasks: list[Task]) -> list[list[Task]]:
 
 
 def _command(sdir: StudyDir, unit: list[Task], ranks: int) -> list[str]:
+    """`python -P -m ...`: the working directory (perhaps the study, which colleagues can write) is not put first
+    on sys.path, so a `hpc_instruct/` folder there cannot shadow the code; torchrun's ranks inherit
+    PYTHONSAFEPATH from the environment `_run_pool` gives them."""
     entry = ["-m", "hpc_instruct.launch.entry", unit[0].stage, str(sdir.root), *(t.id for t in unit)]
     if ranks > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
-    return [sys.executable, *entry]
+        return [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", *entry]
+    return [sys.executable, "-P", *entry]
 
 
 def _run_pool(sdir: StudyDir, ex: Expansion, units: list[list[Task]], parallelism: int, bad: set[str],
-              failed: list[str], bar) -> None:
+              failed: list[str], bar, cpus: dict[tuple[str, str], int]) -> None:
     """Run units as subprocesses, keeping at most `parallelism` ranks busy (a wider task runs alone)."""
     queue = list(units)
     running: list[tuple[list[Task], subprocess.Popen, Path, int]] = []
@@ -125,13 +146,17 @@ def _run_pool(sdir: StudyDir, ex: Expansion, units: list[list[Task]], parallelis
                 break
             unit = queue.pop(0)
             ranks = ranks_of(unit[0], ex)
-            log_path = sdir.logs / "local" / unit[0].stage / f"{unit[0].id}.log"
+            log_path = sdir.local_log(unit[0].stage, unit[0].id)
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            threads = max(1, cores // max(parallelism, ranks))
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HPCI_THREADS": str(threads),
-                   "PYTHONUNBUFFERED": "1"}
+            # The task's cpus_per_task, as under Slurm (job_threads), so both executors compute alike; fewer only
+            # when this machine cannot give every running task that many.
+            threads = min(cpus[unit[0].stage, unit[0].group], max(1, cores // max(parallelism, ranks)))
+            env = {**os.environ, **thread_env(threads), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1"}
+            for t in unit:
+                reserve_local_record(sdir, t)
             with open(log_path, "w") as fh:
-                proc = subprocess.Popen(_command(sdir, unit, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(_command(sdir, unit, ranks), stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=die_with_parent(signal.SIGTERM))
             running.append((unit, proc, log_path, need))
             busy += need
         time.sleep(0.05)
@@ -147,13 +172,28 @@ def _run_pool(sdir: StudyDir, ex: Expansion, units: list[list[Task]], parallelis
                     continue
                 reason = f"exit code {proc.returncode}" if proc.returncode else "finished without writing its output"
                 last = _last_error_line(log_path)
+                full = disk_full_at(last)
+                if full:
+                    reason = f"disk full at {full}"
                 record_local_failure(sdir, t, f"{reason}: {last}" if last else reason, str(log_path))
                 failed.append(f"{t.stage} {t.id} ({t.label}): {reason}; log {log_path}")
                 bad.add(t.id)
 
 
+def disk_full_at(line: str) -> str:
+    """The path in an ENOSPC error line (`[Errno 28] No space left on device: '/path'`), '' if it is not one."""
+    if "No space left on device" not in line and "Errno 28" not in line:
+        return ""
+    match = re.search(r"No space left on device: '([^']+)'", line)
+    return match.group(1) if match else "(path not named: see the log)"
+
+
 def _last_error_line(path: Path) -> str:
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()] if path.is_file() else []
+    try:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if "Error" in line or "error" in line:
             return line.strip()[:300]

@@ -16,7 +16,6 @@ Tasks already done, pending or running are not submitted again.
 from __future__ import annotations
 
 import math
-import shlex
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,10 @@ from pathlib import Path
 from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch import slurm_query
 from hpc_instruct.launch.entry import ElementRunner
-from hpc_instruct.launch.snapshot import snapshot
+from hpc_instruct.launch.lock import launch_lock
+from hpc_instruct.launch.snapshot import job_setup, snapshot
 from hpc_instruct.launch.state import Submission, record_submission, statuses
-from hpc_instruct.launch.tasks import Resources, Task, build_tasks, resources
+from hpc_instruct.launch.tasks import Resources, Task, build_tasks, resources, thread_env
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.study_dir import StudyDir
 
@@ -73,8 +73,8 @@ class _Submitter:
         ex_cfg = self.study.recipe.execution
         folder = self.sdir.logs / f"{stage}-{group}"
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
-        # Start in the study directory: a job started in the checkout would import it (cwd is first on sys.path)
-        # instead of the code snapshot.
+        # Start in the study directory: a job started in the checkout would import it instead of the code
+        # snapshot. The study directory is not on sys.path either (job_setup sets PYTHONSAFEPATH).
         extra = {"kill-on-invalid-dep": "yes", "chdir": str(self.sdir.root)}
         if ex_cfg.account:
             extra["account"] = ex_cfg.account
@@ -84,7 +84,7 @@ class _Submitter:
             nodes=r.nodes, ntasks_per_node=r.tasks_per_node, cpus_per_task=r.cpus_per_task,
             mem=f"{max(1, math.ceil(r.mem_gb * self.opts.mem_factor))}G",
             array_parallelism=ex_cfg.array_throttle or len(elements),
-            setup=[f"export PYTHONPATH={shlex.quote(str(self.code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
+            setup=[*job_setup(self.code_dir), "export " + " ".join(f"{k}={v}" for k, v in thread_env(r.cpus_per_task).items()),
                    *ex_cfg.setup],
             additional_parameters=extra,
         )
@@ -109,8 +109,15 @@ class _Submitter:
 
 def submit_study(study: Study, ex: Expansion, opts: SubmitOptions = SubmitOptions(), only: set[str] | None = None
                  ) -> SubmitReport:
-    """Submit everything not done and not already queued (or only the ids in `only`)."""
+    """Submit everything not done and not already queued (or only the ids in `only`), holding the study's launch
+    lock (two submissions at once would both find a task not queued yet)."""
     sdir = StudyDir(study.directory.resolve())
+    with launch_lock(sdir.launch_lock, "hpci submit"):
+        return _submit_study(sdir, study, ex, opts, only)
+
+
+def _submit_study(sdir: StudyDir, study: Study, ex: Expansion, opts: SubmitOptions, only: set[str] | None
+                  ) -> SubmitReport:
     tasks = build_tasks(study, ex)
     current = {s.task.id: s for s in statuses(sdir, tasks)}
     active = {tid for tid, s in current.items() if s.status in ("pending", "running")}
@@ -151,7 +158,7 @@ def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str,
         per_trial = {t.id: [e for e in evals if e.after == t.id] for t in chunk}
         by_group: dict[str, None] = {e.group: None for tasks in per_trial.values() for e in tasks}
         for group in by_group:
-            first = [[e.id for e in per_trial[t.id] if e.group == group and "/selected/" not in e.label] for t in chunk]
+            first = [[e.id for e in per_trial[t.id] if e.group == group and not e.waits_for_selection] for t in chunk]
             longest = max((len(x) for x in first), default=0)
             slots = max(1, min(sub.opts.slots_per_trial, longest))
             slot_jobs = []
@@ -159,7 +166,7 @@ def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str,
                 for k in range(slots):
                     (job,) = sub.submit("eval", group, [ids[k::slots] for ids in first], f"aftercorr:{train_job}")
                     slot_jobs.append(job)
-            selected = [[e.id for e in per_trial[t.id] if e.group == group and "/selected/" in e.label] for t in chunk]
+            selected = [[e.id for e in per_trial[t.id] if e.group == group and e.waits_for_selection] for t in chunk]
             if any(selected):
                 dep = "aftercorr:" + ":".join(slot_jobs or [train_job])
                 (job,) = sub.submit("eval", group, selected, dep)
@@ -170,9 +177,9 @@ def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str,
     for e in rest:
         by_group[e.group].append(e)
     for group, tasks in sorted(by_group.items()):
-        first = [[e.id] for e in tasks if "/selected/" not in e.label]
+        first = [[e.id] for e in tasks if not e.waits_for_selection]
         ids = sub.submit("eval", group, first) if first else []
-        selected = [[e.id] for e in tasks if "/selected/" in e.label]
+        selected = [[e.id] for e in tasks if e.waits_for_selection]
         if selected:
             ids += sub.submit("eval", group, selected, ("afterok:" + ":".join(ids)) if ids else "")
         jobs += ids

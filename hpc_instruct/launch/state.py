@@ -9,15 +9,20 @@ failed, never done.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hpc_instruct.atomic import write_json
+from hpc_instruct.atomic import write_json, write_text
 from hpc_instruct.launch import slurm_query
 from hpc_instruct.launch.tasks import STAGES, Task
 from hpc_instruct.study_dir import StudyDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,12 @@ class TaskStatus:
 
 def record_submission(sdir: StudyDir, sub: Submission) -> None:
     sdir.state.mkdir(parents=True, exist_ok=True)
-    with open(sdir.state / "submissions.jsonl", "a", encoding="utf-8") as f:  # append: one line per array job
+    with open(sdir.submissions, "a", encoding="utf-8") as f:  # append: one line per array job
         f.write(json.dumps(asdict(sub)) + "\n")
 
 
 def submissions(sdir: StudyDir) -> list[Submission]:
-    path = sdir.state / "submissions.jsonl"
+    path = sdir.submissions
     if not path.is_file():
         return []
     out = []
@@ -63,12 +68,47 @@ def submissions(sdir: StudyDir) -> list[Submission]:
     return out
 
 
-def record_local_failure(sdir: StudyDir, task: Task, error: str, log: str) -> None:
-    write_json(sdir.state / "local" / f"{task.id}.json", {"error": error, "log": log, "time": time.time()})
+RECORD_BYTES = 2048  # room reserved for a failure record before the task starts
+
+
+def reserve_local_record(sdir: StudyDir, task: Task) -> None:
+    """Before a local task starts, write its record ("started by launcher <pid>"), padded to RECORD_BYTES, so a
+    failure can later be written into space the file already owns, even when the task filled the disk."""
+    data = json.dumps({"error": "", "launcher": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+    try:
+        write_text(sdir.local_record(task.id), data.ljust(RECORD_BYTES) + "\n")
+    except OSError as exc:  # a full disk already: the failure will say so on the console
+        log.warning("cannot reserve the failure record of %s: %s", task.id, exc)
+
+
+def record_local_failure(sdir: StudyDir, task: Task, error: str, log_path: str) -> bool:
+    """Record why a local task failed; on a full disk, into its reserved record. False if it could not."""
+    path = sdir.local_record(task.id)
+    record = {"error": error, "log": log_path, "time": time.time()}
+    try:
+        write_json(path, record)
+        return True
+    except OSError:
+        pass
+    try:  # no room for a new file: overwrite the reserved one in place (no new blocks needed)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            room = os.fstat(fd).st_size - 1
+            data = json.dumps(record)
+            while len(data.encode()) > room and record["error"]:
+                record["error"] = record["error"][: len(record["error"]) // 2] + "..."
+                data = json.dumps(record)
+            os.pwrite(fd, data.encode().ljust(room) + b"\n", 0)
+        finally:
+            os.close(fd)
+        return True
+    except OSError as exc:
+        log.error("cannot record the failure of %s (%s): %s", task.id, error, exc)
+        return False
 
 
 def clear_local_failure(sdir: StudyDir, task: Task) -> None:
-    (sdir.state / "local" / f"{task.id}.json").unlink(missing_ok=True)
+    (sdir.local_record(task.id)).unlink(missing_ok=True)
 
 
 def statuses(sdir: StudyDir, tasks: list[Task]) -> list[TaskStatus]:
@@ -88,10 +128,10 @@ def statuses(sdir: StudyDir, tasks: list[Task]) -> list[TaskStatus]:
             attempts = states[key].attempts if key in states else 0
             out.append(TaskStatus(task, "done", attempts=attempts))
             continue
-        local = sdir.state / "local" / f"{task.id}.json"
+        local = sdir.local_record(task.id)
+        info = _local_record(local)
         if task.id not in latest:
-            if local.is_file():
-                info = json.loads(local.read_text())
+            if info and info.get("error"):
                 out.append(TaskStatus(task, "failed", info["error"], log=info["log"], log_tail=_tail(Path(info["log"]))))
             else:
                 out.append(TaskStatus(task, "never submitted"))
@@ -100,9 +140,10 @@ def statuses(sdir: StudyDir, tasks: list[Task]) -> list[TaskStatus]:
         job = f"{sub.job_id}_{index}" if sub.executor == "slurm" else sub.job_id
         log = _find_log(Path(sub.log_dir), sub.job_id, index)
         if sub.executor != "slurm":
-            if local.is_file():
-                info = json.loads(local.read_text())
+            if info and info.get("error"):
                 out.append(TaskStatus(task, "failed", info["error"], job, log=info["log"], log_tail=_tail(Path(info["log"]))))
+            elif info and info.get("host") == socket.gethostname() and _alive(info.get("launcher")):
+                out.append(TaskStatus(task, "running", f"local, launcher pid {info['launcher']}", job))
             else:
                 out.append(TaskStatus(task, "failed", "interrupted (no output, no error recorded)", job))
             continue
@@ -162,3 +203,23 @@ def status_table(rows: list[TaskStatus], show_failed: int = 20) -> str:
     if len(failed) > show_failed:
         lines.append(f"... and {len(failed) - show_failed} more failed tasks (hpci status --all)")
     return "\n".join(lines)
+
+
+def _local_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: object) -> bool:
+    """Whether a launcher on this host is still running (a record from another host counts as not known)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -66,7 +66,7 @@ def write_study(study: Study, ex: Expansion) -> Drift:
     old = json.loads(sdir.plan.read_text()) if sdir.plan.is_file() else None
     drift = _drift(old, plan)
     if old is not None and (drift.new_trials or drift.dropped_trials or drift.new_eval or drift.dropped_eval):
-        write_json(sdir.state / "plans" / f"plan-{time.strftime('%Y%m%d-%H%M%S')}.json", old)
+        write_json(sdir.old_plan(time.strftime('%Y%m%d-%H%M%S')), old)
     write_text(sdir.recipe, resolved_recipe(study))
     write_json(sdir.plan, plan)
     return drift
@@ -87,7 +87,7 @@ def load_written(study_dir: Path) -> Study:
     from hpc_instruct.errors import UserError
     from hpc_instruct.recipe.study import load_study
 
-    path = Path(study_dir) / "study.yaml"
+    path = StudyDir(Path(study_dir)).recipe
     if not path.is_file():
         raise UserError(f"{study_dir} is not a study directory (no study.yaml): run `hpci run` or `hpci submit` first")
     return load_study(path)

@@ -21,6 +21,7 @@ from hpc_instruct.recipe.study import Study
 from hpc_instruct.stages import ORDER
 from hpc_instruct.stages.prepare import mixture_id
 from hpc_instruct.study_dir import SELECTED, StudyDir
+from hpc_instruct.train.export_check import trial_exports_problem
 
 STAGES = ORDER  # prepare -> train -> eval -> aggregate
 
@@ -74,12 +75,21 @@ class Task:
     checkpoint: str = ""  # eval: the checkpoint it evaluates (epoch-NNN | selected | base)
 
     def done(self, sdir: StudyDir) -> bool:
-        return is_done(sdir.root / self.output, self.id)
+        if not is_done(sdir.root / self.output, self.id):
+            return False
+        # A finished trial counts only while every export it lists holds its weights (see train/export_check).
+        return self.stage != "train" or trial_exports_problem(sdir.root, sdir.root / self.output) is None
 
     @property
     def waits_for_selection(self) -> bool:
         """An eval shard of the checkpoint chosen on valid: it reads its trial's valid results."""
         return self.checkpoint == SELECTED
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """CPU thread settings of a task, the same under every executor (thread counts change float reductions)."""
+    n = str(max(1, int(threads)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "HPCI_THREADS": n}
 
 
 def build_tasks(study: Study, ex: Expansion) -> list[Task]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 from hpc_instruct.data.abilities import OUT_OF_DOMAIN, REGISTRY
@@ -15,6 +16,8 @@ from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import KeyPath, Tree, format_path
 from hpc_instruct.train.config import ModelConfig
 from hpc_instruct.train.presets import PRESETS, ModelShape, preset
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class Checker:
@@ -26,6 +29,15 @@ class Checker:
 
     def problem(self, path: KeyPath, message: str, suggestion: str = "") -> None:
         self.problems.append(Problem(self.tree.where(path), format_path(path), message, suggestion))
+
+    # -- study -------------------------------------------------------------------------------------------
+    def study(self) -> None:
+        """The study name becomes a folder under output_root: a plain name, never a path (`../x`, `/x`, `.`)."""
+        name = self.recipe.study.name
+        if not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+            plain = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+            self.problem(("study", "name"), f"expected a plain name ([A-Za-z0-9][A-Za-z0-9._-]*), got {name!r}",
+                         f"e.g. {plain!r}; put the folder in output_root" if plain else "e.g. 'my-study'")
 
     # -- models --------------------------------------------------------------------------------------------
     def models(self) -> dict[str, ModelShape]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import re
 import types
 import typing
@@ -102,6 +103,12 @@ class Builder:
         return self._scalar(tp, raw, path)
 
     def _scalar(self, tp: type, raw: Any, path: KeyPath) -> Any:
+        if isinstance(raw, float) and not math.isfinite(raw) and tp in (int, float):
+            self.problem(path, f"expected {describe(tp)}, got {raw!r}", "NaN and infinities are not numbers a recipe can use")
+            return INVALID
+        if isinstance(raw, str) and "\x00" in raw:
+            self.problem(path, f"expected {describe(tp)}, got text with a NUL character", "remove the \\0")
+            return INVALID
         if tp is bool and isinstance(raw, bool):
             return raw
         if tp is int and isinstance(raw, int) and not isinstance(raw, bool):

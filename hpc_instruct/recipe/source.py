@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from hpc_instruct.errors import Location, Problem, RecipeError
+from hpc_instruct.recipe import yaml_guard
 
 KeyPath = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -74,17 +75,14 @@ def _read_with_includes(path: Path, problems: list[Problem], stack: tuple[Path, 
     if not path.is_file():
         problems.append(Problem(None, "", f"recipe file {shown} does not exist"))
         return Tree({})
-    text = path.read_text(encoding="utf-8")
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        problems.append(Problem(Location(shown, line), "", f"YAML syntax error: {exc.problem or exc}"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(Location(shown, 0), "", f"cannot read the recipe: {exc}"))
+        return Tree({})
+    before = len(problems)
+    node = yaml_guard.compose(text, shown, problems)
+    if len(problems) > before:
         return Tree({})
     if node is None:
         problems.append(Problem(Location(shown, 1), "", "recipe file is empty"))
@@ -132,7 +130,7 @@ def _to_python(node: yaml.Node, path: KeyPath, file: str, locs: dict[KeyPath, Lo
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = _scalar(key_node, file, problems)
             if not isinstance(key, str):
                 key = str(key)
             if key in out:
@@ -145,16 +143,24 @@ def _to_python(node: yaml.Node, path: KeyPath, file: str, locs: dict[KeyPath, Lo
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, path + (i,), file, locs, problems) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    return _scalar(node, file, problems)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    """Construct one scalar with YAML's safe rules (ints, floats, bools, null, strings)."""
-    loader = yaml.SafeLoader("")
+def _scalar(node: yaml.Node, file: str = "", problems: list[Problem] | None = None) -> Any:
+    """Construct one scalar with YAML's safe rules (ints, floats, bools, null, strings).
+
+    A scalar that cannot be read (`!!int abc`) is recorded as a problem and read as its text.
+    """
+    if not isinstance(node, yaml.ScalarNode):
+        if problems is not None:
+            problems.append(Problem(Location(file, node.start_mark.line + 1), "", "a key must be a plain value, not a list or mapping"))
+        return "<invalid key>"
     try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+        return yaml_guard.construct_scalar(node)
+    except ValueError as exc:
+        if problems is not None:
+            problems.append(Problem(Location(file, node.start_mark.line + 1), "", str(exc)))
+        return node.value
 
 
 def _merge(tree: Tree, data: Any, locations: dict[KeyPath, Location], path: KeyPath) -> None:
@@ -219,10 +225,14 @@ def _apply_override(tree: Tree, text: str, index: int, problems: list[Problem]) 
     if not sep or not key.strip():
         problems.append(Problem(loc, "", "an override must look like key.path=value", "e.g. training.lr=2e-5"))
         return
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value: Any = ""
+    if raw.strip():
+        found: list[Problem] = []
+        parsed = yaml_guard.compose(raw, loc.file, found)
+        value = raw if parsed is None else _to_python(parsed, (), loc.file, {}, found)
+        if any(parsed is not None or not p.message.startswith("YAML syntax error") for p in found):
+            problems.extend(found)  # hostile or unreadable; plain text that is not YAML stays a string
+            return
     parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".") if p]
     node: Any = tree.data
     path: KeyPath = ()

@@ -58,6 +58,9 @@ def load_study(path: str | os.PathLike, overrides: tuple[str, ...] = (), env=Non
     if builder.problems or recipe is INVALID:
         raise RecipeError(builder.problems)
     checker = Checker(recipe, tree)
+    checker.study()
+    if checker.problems:  # a path-like name must not reach the file system below
+        raise RecipeError(checker.problems)
     shapes = checker.models()
     checker.data()
     checker.training()

@@ -24,7 +24,7 @@ TEMPLATE_KINDS = {"doit": "doit", "tokenizer": "native"}  # training.template ->
 
 
 @contextmanager
-def study_lock(sdir: StudyDir, name: str) -> Iterator[None]:
+def shared_step(sdir: StudyDir, name: str) -> Iterator[None]:
     sdir.root.mkdir(parents=True, exist_ok=True)
     with open(sdir.lock(name), "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -41,7 +41,7 @@ def data_root(study: Study, sdir: StudyDir) -> Path:
         return Path(study.recipe.data.root)
     from hpc_instruct.data.demo import write_demo_study
 
-    with study_lock(sdir, "data"):  # a no-op when the folder already holds this demo (same arguments)
+    with shared_step(sdir, "data"):  # a no-op when the folder already holds this demo (same arguments)
         write_demo_study(sdir.data, seed=gen.seed, pool_size=gen.pool_size, synthetic_size=gen.synthetic_size)
     return sdir.data
 
@@ -66,7 +66,7 @@ def ensure_tokenizer(study: Study, sdir: StudyDir, model: ModelConfig) -> str:
     from hpc_instruct.data.tokenizer import build_builtin_tokenizer
 
     root = data_root(study, sdir)
-    with study_lock(sdir, "tokenizer"):
+    with shared_step(sdir, "tokenizer"):
         if not (target / "tokenizer.json").is_file():
             data = read_doit(root, splits=(study.recipe.data.pool, "synthetic"), abilities=study.recipe.data.abilities)
             texts = [content for split in data.samples.values() for pool in split.values() for s in pool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from hpc_instruct.atomic import is_done, marker_path, write_marker
 from hpc_instruct.data.template import EOT_TOKEN
 from hpc_instruct.train.backend import Backend
+from hpc_instruct.train.export_check import export_problem
 
 
 def export_epoch(
@@ -28,18 +30,28 @@ def export_epoch(
 ) -> Path:
     """Write the HF folder of the current weights to `target` atomically, with its marker (collective)."""
     rank = torch.distributed.get_rank()
-    tmp = target.with_name(f".{target.name}.partial")
+    # A temporary folder of this writer's own (rank 0 names it, every rank writes into it): a second writer of
+    # the same export can neither delete nor rename ours half-written.
+    name = [f".{target.name}.{uuid.uuid4().hex[:12]}.partial" if rank == 0 else None]
+    torch.distributed.broadcast_object_list(name, src=0)
+    tmp = target.with_name(name[0])
     if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     torch.distributed.barrier()
     backend.export_hf(tmp)
     if rank == 0:
         tokenizer.save_pretrained(str(tmp))
         _set_token_ids(tmp / "config.json", tokenizer, template)
+        problem = export_problem(tmp)
+        if problem:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"export of epoch {epoch} is incomplete: {problem}")
         marker_path(target).unlink(missing_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
+        if target.exists():
+            target.rename(old)  # never delete in place what another writer may be renaming
         tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
         write_marker(target, trial_id, epoch=epoch, step=step)
     torch.distributed.barrier()
     return target
@@ -54,5 +66,5 @@ def _set_token_ids(config_path: Path, tokenizer: Any, template: str) -> None:
 
 
 def missing_exports(folders: dict[int, Path], trial_id: str) -> list[int]:
-    """Epochs whose export is not complete for this trial."""
-    return [epoch for epoch, folder in sorted(folders.items()) if not is_done(folder, trial_id)]
+    """Epochs whose export is not complete for this trial (no marker for it, or weights missing)."""
+    return [e for e, folder in sorted(folders.items()) if not is_done(folder, trial_id) or export_problem(folder)]

@@ -30,7 +30,7 @@ from scipy.special import ndtri
 
 from hpc_instruct import __version__
 from hpc_instruct.analyze.expected import StudyPlan
-from hpc_instruct.atomic import atomic_path, write_marker, write_text
+from hpc_instruct.atomic import atomic_path, file_sha256, write_marker, write_text
 from hpc_instruct.evaluate.result_schema import RESULT_SCHEMA, SCHEMA_VERSION
 from hpc_instruct.evaluate.selection import SELECTION_RULE
 from hpc_instruct.expansion import EvalTask, Owner
@@ -193,7 +193,7 @@ def _write(
     path = sdir.eval_shard(p)
     with atomic_path(path) as tmp:
         pq.write_table(_rows(plan, trial, p, params, checkpoint, epoch, rule, correct, chances, formats), tmp)
-    write_marker(path, p.id, rows=int(correct.size), simulated=True)
+    write_marker(path, p.id, rows=int(correct.size), sha256=file_sha256(path), simulated=True)  # as eval does
 
 
 def _rows(

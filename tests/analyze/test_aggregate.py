@@ -18,7 +18,7 @@ from analyze_studies import SELECTION, make_study
 from hpc_instruct.analyze.aggregate import IncompleteStudyError, aggregate_study
 from hpc_instruct.analyze.expected import load_plan
 from hpc_instruct.analyze.selection import OVERALL, SELECTION_RULE, select_checkpoints
-from hpc_instruct.atomic import is_done, marker_path, read_marker, write_marker
+from hpc_instruct.atomic import file_sha256, is_done, marker_path, read_marker, write_marker
 from hpc_instruct.evaluate.result_schema import RESULT_SCHEMA
 from hpc_instruct.study_dir import StudyDir
 
@@ -110,6 +110,13 @@ def test_engines_agree(selection_study):
     assert duck.provenance == arrow.provenance
 
 
+def _rewrite(path, table) -> None:
+    """Replace a shard as a (faulty) writer would: new rows, and a marker whose sha256 matches them."""
+    pq.write_table(table, path)
+    marker = read_marker(path)
+    write_marker(path, marker.pop("id"), **{**marker, "sha256": file_sha256(path)})
+
+
 def test_missing_shard_is_reported_and_not_averaged(selection_copy):
     trial, shard, path = _shard(selection_copy, checkpoint="epoch-002")
     path.unlink()
@@ -162,7 +169,7 @@ def test_duplicate_items_inside_trusted_shards_are_flagged(selection_copy):
     trial, shard, path = _shard(selection_copy, checkpoint="epoch-001")
     table = pq.read_table(path)
     rows = np.r_[np.arange(table.num_rows - 1), 0]  # the first item twice, the last one missing
-    pq.write_table(table.take(pa.array(rows)), path)
+    _rewrite(path, table.take(pa.array(rows)))
     result = aggregate_study(selection_copy.directory, write=False)
     assert result.completeness.counts() == {"duplicate_items": 1}
     s = result.scores.set_index(["trial_id", "planned_checkpoint", "split", "ability"])
@@ -178,7 +185,7 @@ def test_rows_that_contradict_their_task_are_rejected(selection_copy):
         "eval_task_id",
         pa.array(["e-someone-else"] * table.num_rows),
     )
-    pq.write_table(wrong, path)
+    _rewrite(path, wrong)
     result = aggregate_study(selection_copy.directory, write=False)
     (problem,) = result.completeness.problems
     assert problem.kind == "bad_rows" and "e-someone-else" in problem.detail
@@ -281,3 +288,17 @@ def test_analysis_never_imports_torch(selection_study):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_flipped_bit_makes_a_shard_untrusted_and_its_task_not_done(selection_copy):
+    """A bit flip can decode as valid Parquet and change a score: the marker's sha256 catches it."""
+    _, shard, path = _shard(selection_copy, checkpoint="epoch-001")
+    assert is_done(path, shard.task_id)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert not is_done(path, shard.task_id)  # so `hpci status` shows it not done and `hpci run` redoes it
+    result = aggregate_study(selection_copy.directory, write=False)
+    (problem,) = result.completeness.problems
+    assert problem.kind == "bad_hash" and problem.task_id == shard.task_id and "sha256" in problem.detail
+    assert "hpci run" in result.completeness.summary()

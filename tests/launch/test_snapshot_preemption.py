@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from hpc_instruct.launch.snapshot import snapshot
 from hpc_instruct.provenance import package_hash
@@ -46,7 +45,3 @@ def test_guard_defers_the_signal_until_hand_over():
     finally:
         signal.signal(signal.SIGUSR2, previous)
 
-
-def test_snapshot_path_is_recorded_in_template_setup():
-    text = (Path(__file__).resolve().parents[2] / "hpc_instruct" / "launch" / "slurm.py").read_text()
-    assert "PYTHONPATH" in text

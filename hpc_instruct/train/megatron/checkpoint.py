@@ -21,6 +21,8 @@ import torch
 from megatron.core import dist_checkpointing
 from megatron.core.models.gpt import GPTModel
 
+from hpc_instruct.train.checkpoint_guard import check_distributed_checkpoint
+
 # Distributed-optimizer state in the canonical per-parameter form (gathered over DP on save, sliced on load), so
 # it reshards across TP/PP/DP. megatron-core 0.16's "dp_reshardable" is faster (no gather) but reshards only
 # over DP; "fully_sharded_model_space" is refused by 0.16 (ShardedTensor.flattened_range is gone).
@@ -46,6 +48,7 @@ def save_model(chunks: list[GPTModel], directory: str | Path) -> None:
 
 def load_model(chunks: list[GPTModel], directory: str | Path) -> None:
     """Load weights saved by `save_model` (under any layout) into this rank's chunks (collective)."""
+    check_distributed_checkpoint(directory)  # its pickles come from a folder colleagues can write
     state = dist_checkpointing.load(_sharded(chunks), str(directory))
     if len(chunks) == 1:
         chunks[0].load_state_dict(state["model"])
@@ -66,6 +69,7 @@ def load_training_state(chunks: list[GPTModel], optimizer, directory: str | Path
     _allocate_optimizer_state(optimizer)
     state = _sharded(chunks)
     state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True, metadata=OPTIMIZER_SHARDING)
+    check_distributed_checkpoint(directory)  # its pickles come from a folder colleagues can write
     loaded = dist_checkpointing.load(state, str(directory))
     if len(chunks) == 1:
         chunks[0].load_state_dict(loaded["model"])
