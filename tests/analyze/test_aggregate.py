@@ -293,12 +293,12 @@ def test_analysis_never_imports_torch(selection_study):
 def test_a_flipped_bit_makes_a_shard_untrusted_and_its_task_not_done(selection_copy):
     """A bit flip can decode as valid Parquet and change a score: the marker's sha256 catches it."""
     _, shard, path = _shard(selection_copy, checkpoint="epoch-001")
-    assert is_done(path, shard.task_id)
+    assert is_done(path, shard.id)
     data = bytearray(path.read_bytes())
     data[len(data) // 3] ^= 0x01
     path.write_bytes(bytes(data))
-    assert not is_done(path, shard.task_id)  # so `hpci status` shows it not done and `hpci run` redoes it
+    assert not is_done(path, shard.id)  # so `hpci status` shows it not done and `hpci run` redoes it
     result = aggregate_study(selection_copy.directory, write=False)
     (problem,) = result.completeness.problems
-    assert problem.kind == "bad_hash" and problem.task_id == shard.task_id and "sha256" in problem.detail
+    assert problem.kind == "bad_hash" and problem.task_id == shard.id and "sha256" in problem.detail
     assert "hpci run" in result.completeness.summary()
