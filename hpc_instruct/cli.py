@@ -11,6 +11,7 @@ import sys
 
 from hpc_instruct import __version__
 from hpc_instruct.errors import UserError
+from hpc_instruct.study_dir import StudyDir
 
 EPILOG = """examples:
   hpci validate recipes/doit.yaml
@@ -88,9 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in report.blocked:
         print(f"not run: {line}", file=sys.stderr)
     if not report.failed and not report.blocked:
-        results = study.directory / "results"
-        if (results / "report.html").is_file():
-            print(f"report: {results / 'report.html'}")
+        report_html = StudyDir(study.directory).report_html
+        if report_html.is_file():
+            print(f"report: {report_html}")
     return 1 if report.failed or report.blocked else 0
 
 

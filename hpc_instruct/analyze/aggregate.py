@@ -323,13 +323,12 @@ def _write(
     inputs_id: str,
 ) -> Path:
     """results/scores.parquet (+ .done marker naming the inputs), selection.parquet, completeness.json."""
-    results = sdir.results
-    path = results / "scores.parquet"
-    for target, frame in ((results / "selection.parquet", selection), (path, scores)):
+    path = sdir.scores
+    for target, frame in ((sdir.selection, selection), (path, scores)):
         with atomic_path(target) as tmp:
             pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
     write_json(
-        results / "completeness.json",
+        sdir.completeness,
         {
             "inputs_id": inputs_id,
             "planned_shards": completeness.planned_shards,

@@ -140,9 +140,9 @@ def plan_allocation(
         )
     result = allocation_for(agg, curves, budget, model or curated[-1], weights, caps, extrapolate)
     if write:
-        results = StudyDir(Path(study_dir)).results
-        write_text(results / f"allocation-{budget}.yaml", result.recipe_snippet)
-        write_json(results / f"allocation-{budget}.json", allocation_json(result))
+        sdir = StudyDir(Path(study_dir))
+        write_text(sdir.allocation(budget, "yaml"), result.recipe_snippet)
+        write_json(sdir.allocation(budget, "json"), allocation_json(result))
     return result
 
 

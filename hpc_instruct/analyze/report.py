@@ -54,8 +54,8 @@ def write_report(
     under `results/`; returns the HTML path. `smooth`: the paper's display smoothing of growth lines."""
     study_dir = Path(study_dir)
     a = analysis or analyze_study(study_dir, budget=budget)
-    results = StudyDir(study_dir).results
-    plots = results / "plots"
+    sdir = StudyDir(study_dir)
+    results, plots = sdir.results, sdir.plots
     panels = overall_first(a.plan.abilities) + list(a.plan.out_of_domain)
     made = [
         growth_figure(a.means, a.points, panels, plots, smooth),
@@ -64,11 +64,11 @@ def write_report(
     if not a.transfer.empty:
         made.append(transfer_figure(a.transfer.matrix, plots, a.transfer.model, a.transfer.samples))
     figures = {f.name: f for f in made if f is not None}
-    tables = export_tables(a, results / "tables")
+    tables = export_tables(a, sdir.tables)
     content = sections(a)
     recipe, facts = provenance(a, study_dir)
-    write_text(results / "report.md", _markdown(a, content, figures, tables, results, recipe, facts))
-    path = results / "report.html"
+    write_text(sdir.report_md, _markdown(a, content, figures, tables, results, recipe, facts))
+    path = sdir.report_html
     write_text(path, _html(a, content, figures, tables, results, recipe, facts))
     log.info("wrote %s", path)
     return path
