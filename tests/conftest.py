@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_CLUSTER = REPO_ROOT / "slurm" / "local-cluster"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "recipe"))  # recipe_base: the small valid recipe
+from recipe_base import BASE  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +36,15 @@ def slurm_cluster() -> str:
     if up.returncode != 0:
         pytest.fail(f"slurm/local-cluster/up.sh failed (exit {up.returncode}):\n{up.stdout}\n{up.stderr}")
     return up.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    """write_recipe(text, name='r.yaml') -> path; `{out}` in text becomes a study root inside tmp_path."""
+
+    def write(text: str = BASE, name: str = "r.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).replace("{out}", str(tmp_path / "studies")).replace("{{", "{").replace("}}", "}"))
+        return path
+
+    return write

@@ -63,4 +63,4 @@ def test_recipe_change_submits_only_affected_work(slurm_cluster, tmp_path):
         train = [s for s in report.submissions if s.stage == "train"]
         assert len(train) == 1 and len(train[0].elements) == 1  # only the new trial
     finally:
-        assert cancel_study(study.directory) or True
+        cancel_study(study.directory)  # clean-up, whatever is still queued

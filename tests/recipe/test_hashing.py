@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import yaml
-from recipe_base import BASE
 
 from hpc_instruct.recipe.study import load_study
 
@@ -83,6 +82,3 @@ def test_ids_are_stable_across_processes(write_recipe):
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
     assert outs[0] == outs[1] == json.dumps(sorted(ids(path)[0].values())) + "\n"
 
-
-def test_base_recipe_is_what_the_tests_vary():
-    assert "study:" in BASE

@@ -1,15 +1,13 @@
-"""Code snapshot at submit time, and the preemption guard's save-then-hand-over protocol."""
+"""Code snapshot at submit time (hpc_instruct/launch/snapshot.py): content-addressed, and what jobs import."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
 from hpc_instruct.launch.snapshot import snapshot
 from hpc_instruct.provenance import package_hash
-from hpc_instruct.train.preemption import PreemptionGuard
 
 
 def test_snapshot_is_content_addressed_and_wins_on_pythonpath(tmp_path):
@@ -31,17 +29,3 @@ def test_real_package_snapshot(tmp_path):
     target = snapshot(tmp_path)
     assert (target / "hpc_instruct" / "cli.py").is_file()
     assert not list(target.rglob("__pycache__"))
-
-
-def test_guard_defers_the_signal_until_hand_over():
-    seen = []
-    previous = signal.signal(signal.SIGUSR2, lambda s, f: seen.append(s))
-    try:
-        with PreemptionGuard() as guard:
-            os.kill(os.getpid(), signal.SIGUSR2)
-            assert guard.requested and not seen  # the task keeps going to a safe point
-            guard.hand_over()  # ... saves, then the previous handler (submitit's) gets the signal
-        assert seen == [signal.SIGUSR2]
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
-

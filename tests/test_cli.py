@@ -1,4 +1,4 @@
-"""The `hpci validate` / `hpci plan` commands: output shape, JSON contract, and a torch-free login-node path."""
+"""The `hpci` command line (hpc_instruct/cli.py): validate / plan: output shape, JSON contract, and a torch-free login-node path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hpc_instruct.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_plan_json_contract(write_recipe, capsys):
