@@ -114,3 +114,18 @@ def test_the_checks_see_what_they_look_for(tmp_path):
     tree = ast.parse("def f():\n    from hpc_instruct.launch.tasks import Task\n    return 'results/scores.parquet'\n")
     assert _imported(tree) == {"launch"}
     assert STUDY_FILES.search("results/scores.parquet") and not STUDY_FILES.search("my_scores.parquet.bak")
+
+
+def test_every_module_with_logic_is_named_by_a_test():
+    """Each module of 40 lines or more is imported or named (dotted, e.g. in a test's `Covers:` line) by a test."""
+    tests = "\n".join(p.read_text() for p in Path(__file__).resolve().parent.rglob("*.py"))
+    unnamed = []
+    for _, path in _modules():
+        rel = path.relative_to(PACKAGE.parent)
+        if path.name == "__init__.py" or len(path.read_text().splitlines()) < 40:
+            continue
+        dotted = ".".join(rel.with_suffix("").parts)
+        parent, _, name = dotted.rpartition(".")
+        if not re.search(rf"{re.escape(dotted)}\b|from {re.escape(parent)} import [^\n]*\b{name}\b", tests):
+            unnamed.append(str(rel))
+    assert not unnamed, "modules no test names (add a test, or name it in the `Covers:` line of the test that runs it):\n" + "\n".join(unnamed)

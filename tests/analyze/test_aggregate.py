@@ -1,5 +1,9 @@
 """Aggregation on simulated studies: completeness is reported (never averaged over), the overall mean is the true
-mean, intervals are seeded, engines agree, and checkpoint selection finds the planted best epoch."""
+mean, intervals are seeded, engines agree, and checkpoint selection finds the planted best epoch.
+
+Covers: hpc_instruct.analyze.aggregate, hpc_instruct.analyze.bootstrap, hpc_instruct.analyze.overall,
+hpc_instruct.analyze.result_rows, hpc_instruct.analyze.shards, hpc_instruct.analyze.selection,
+hpc_instruct.analyze.expected."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Growth curves, sensitivity, rankings and curated-vs-synthetic efficiency recover the planted truth."""
+"""Growth curves, sensitivity, rankings and curated-vs-synthetic efficiency recover the planted truth.
+
+Covers: hpc_instruct.analyze.curves, hpc_instruct.analyze.fits, hpc_instruct.analyze.sensitivity,
+hpc_instruct.analyze.efficiency."""
 
 from __future__ import annotations
 

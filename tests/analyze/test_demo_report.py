@@ -3,7 +3,8 @@ eval, aggregate and report on this machine; the report shows abilities growing a
 in real headless Chromium (its screenshot is saved next to the report).
 
 One run of the whole miniature study (~10 minutes on 2 cores), shared by the tests of this module.
-"""
+
+Covers: hpc_instruct.stages.aggregate."""
 
 from __future__ import annotations
 

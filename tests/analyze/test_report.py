@@ -1,4 +1,6 @@
-"""Plots, tables and the self-contained report; the browser test opens it in real headless Chromium."""
+"""Plots, tables and the self-contained report; the browser test opens it in real headless Chromium.
+
+Covers: hpc_instruct.analyze.report, hpc_instruct.analyze.report_content, hpc_instruct.analyze.plots."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Both reports show hostile recipe text and labels as written: a description that holds a code fence and HTML,
 and a model name that is an HTML tag, never become markup in report.md (rendered with a CommonMark renderer that
-passes raw HTML) or report.html."""
+passes raw HTML) or report.html.
+
+Covers: hpc_instruct.analyze.markdown_text."""
 
 from __future__ import annotations
 

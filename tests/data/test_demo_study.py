@@ -1,4 +1,8 @@
-"""The generated study: deterministic by seed, DoIT formats per ability, answers a DoIT scorer can parse."""
+"""The generated study: deterministic by seed, DoIT formats per ability, answers a DoIT scorer can parse.
+
+Covers: hpc_instruct.data.demo.study, hpc_instruct.data.demo.corpus, hpc_instruct.data.demo.dialogue,
+hpc_instruct.data.demo.exams, hpc_instruct.data.demo.lexicon, hpc_instruct.data.demo.out_of_domain,
+hpc_instruct.data.demo.problems, hpc_instruct.data.demo.synthetic, hpc_instruct.data.demo.knowledge."""
 
 from __future__ import annotations
 

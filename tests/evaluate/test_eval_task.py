@@ -1,6 +1,9 @@
 """The eval stage end to end on a tiny random-init Llama with the study tokenizer and a generated demo study:
 every planned shard is one Parquet file with exactly RESULT_SCHEMA, readable by pandas, polars and DuckDB;
-rows carry the checkpoint choice and provenance; re-runs redo only what is missing."""
+rows carry the checkpoint choice and provenance; re-runs redo only what is missing.
+
+Covers: hpc_instruct.stages.eval, hpc_instruct.stages.context, hpc_instruct.evaluate.answering,
+hpc_instruct.evaluate.checkpoints, hpc_instruct.evaluate.selection, hpc_instruct.evaluate.results."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 The CLI runs as a subprocess on a DoIT-format prediction file written here (one record per format, a
 full-vocabulary `generated_score`, a five-letter multi-select label, an unreadable line, a record without its
 generated reply), and the tables and summaries it writes are read back.
-"""
+
+Covers: hpc_instruct.evaluate.score_files, hpc_instruct.evaluate.doit_predictions."""
 
 from __future__ import annotations
 

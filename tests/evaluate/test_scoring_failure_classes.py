@@ -3,7 +3,9 @@
 Each case gives the reply, the reference, and the verdict of each mode: `doit` keeps the official verdict
 (the defect), `corrected` gives the verdict a careful grader gives. Written by hand for this test; the doit
 verdicts were checked against the original `parse_utils.py` / `math_equivalence.py`.
-"""
+
+Covers: hpc_instruct.evaluate.scoring.modes, hpc_instruct.evaluate.scoring.symbolic,
+hpc_instruct.evaluate.scoring.math_equiv, hpc_instruct.evaluate.scoring.math_answer."""
 
 from __future__ import annotations
 

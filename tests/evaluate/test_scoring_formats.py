@@ -2,7 +2,9 @@
 
 Mostly the `corrected` readers; the official rules are pinned in test_scoring_official.py and the failure
 classes of issue 16 in test_scoring_failure_classes.py.
-"""
+
+Covers: hpc_instruct.evaluate.scoring.scorers, hpc_instruct.evaluate.scoring.letters,
+hpc_instruct.evaluate.scoring.true_false, hpc_instruct.evaluate.scoring.cloze."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Every test runs under both isolations this machine offers: "namespaces" (skipped where `unshare` cannot create
 them) and "process" (rlimits + audit hook, always available). Where the two contain a program differently the
 test says so. Runs are short: limits are a few seconds at most.
-"""
+
+Covers: hpc_instruct.evaluate.scoring.sandbox, hpc_instruct.evaluate.scoring.sandbox_launcher."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Content-hash ids: stable across key order and processes; change when, and only when, something that matters does."""
+"""Content-hash ids: stable across key order and processes; change when, and only when, something that matters does.
+
+Covers: hpc_instruct.hashing."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Recipes are data, never code: hostile YAML, path-like study names and non-finite numbers are each refused as one
-located problem (file:line), exit code 2, quickly, with no traceback and nothing written."""
+located problem (file:line), exit code 2, quickly, with no traceback and nothing written.
+
+Covers: hpc_instruct.recipe.yaml_guard."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""`hpci validate` refuses layouts that do not fit the GPU or the node, naming the smallest fix that does."""
+"""`hpci validate` refuses layouts that do not fit the GPU or the node, naming the smallest fix that does.
+
+Covers: hpc_instruct.recipe.memory_checks."""
 
 from __future__ import annotations
 

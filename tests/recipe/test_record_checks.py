@@ -3,7 +3,8 @@
 Each test breaks one record of a generated DoIT-layout folder (ten abilities, multi-turn dialogues included),
 runs `hpci validate` (or plan/run) as a subprocess and checks: exit 2, one `file:line: field: reason` line
 naming the broken record, and nothing written (no study directory, the data folder unchanged).
-"""
+
+Covers: hpc_instruct.recipe.record_checks."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Malformed recipes: each gives its own one-line error with file:line, key, expectation and a suggestion,
-exit code 2, and nothing written."""
+exit code 2, and nothing written.
+
+Covers: hpc_instruct.recipe.checks, hpc_instruct.recipe.coerce, hpc_instruct.recipe.schema,
+hpc_instruct.config_fields, hpc_instruct.recipe.data_facts."""
 
 from __future__ import annotations
 

@@ -13,7 +13,11 @@ all ranks agree, save, and die by the re-raised signal; the next run resumes fro
         ZeRO-2 (DP=2) preempted and resumed
     (d) the exported folders load with transformers and give the trained model's logits
 Each run takes ~10-20 s on 2 cores; all are `slow`. Run: `pytest tests/train/test_train.py`.
-"""
+
+Covers: hpc_instruct.stages.train, hpc_instruct.stages.prepare, hpc_instruct.stages.study_data,
+hpc_instruct.train.backend, hpc_instruct.train.deepspeed_backend, hpc_instruct.train.export,
+hpc_instruct.train.job, hpc_instruct.train.distributed, hpc_instruct.train.megatron.backend,
+hpc_instruct.train.loop."""
 
 from __future__ import annotations
 
