@@ -16,12 +16,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hpc_instruct.data.bin_packing import pack_bins
 from hpc_instruct.data.packing import (
     MANIFEST,
     PackingConfig,
     block_causal_mask,
     collate_packed,
-    pack_bins,
     pack_mixture,
 )
 from hpc_instruct.data.template import IGNORE_INDEX, ChatTemplate, TemplateConfig
