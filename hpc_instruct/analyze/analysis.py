@@ -22,6 +22,7 @@ from hpc_instruct.analyze.sensitivity import Sensitivity, sensitivity
 from hpc_instruct.analyze.transfer import Transfer, transfer
 from hpc_instruct.atomic import write_json, write_text
 from hpc_instruct.errors import UserError
+from hpc_instruct.expansion import BASE_SOURCE
 from hpc_instruct.study_dir import StudyDir
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def allocation_for(
         )
     reported = agg.reported()
     base_rows = reported[
-        (reported["source"] == "base") & (reported["model"] == model) & (reported["ability"] != OVERALL)
+        (reported["source"] == BASE_SOURCE) & (reported["model"] == model) & (reported["ability"] != OVERALL)
     ]
     base = dict(zip(base_rows["ability"], base_rows["accuracy"], strict=True))
     limits = {a: n for a, n in plan.pool_sizes.items() if n > 0}

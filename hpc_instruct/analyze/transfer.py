@@ -23,6 +23,7 @@ import pandas as pd
 
 from hpc_instruct.analyze.expected import StudyPlan
 from hpc_instruct.analyze.selection import OVERALL
+from hpc_instruct.expansion import BASE_SOURCE
 
 _SINGLE = re.compile(r"^single-(?P<ability>.+)-(?P<n>\d+)$")
 Z95 = 1.959963984540054
@@ -43,7 +44,7 @@ class Transfer:
 def transfer(reported: pd.DataFrame, plan: StudyPlan, replicates=None) -> Transfer:
     """Transfer cells for every model and volume; `matrix` shows the largest volume of the model with most cells.
     `replicates(rows)` as in `curves.fit_curves`."""
-    base = reported[(reported["source"] == "base") & (reported["ability"] != OVERALL)]
+    base = reported[(reported["source"] == BASE_SOURCE) & (reported["ability"] != OVERALL)]
     base = base.set_index(["model", "ability"])[["accuracy", "accuracy_se", "row"]]
     single = reported[(reported["source"] == "single") & (reported["ability"] != OVERALL)].copy()
     columns = [
