@@ -55,7 +55,7 @@ def scenario_static(layouts: list[str]) -> list[dict]:
             dp_rank = parallel_state.get_data_parallel_rank()
             dp = parallel_state.get_data_parallel_world_size()
             trainer.train_step(training_batch(shape.vocab_size)[dp_rank::dp])
-            mine.append({"layout": name, "shape": shape_name, "pp_rank": parallel_state.get_pipeline_model_parallel_rank(),
+            mine.append({"layout": name, "shape": shape_name, "shape_def": dataclasses.asdict(shape), "pp_rank": parallel_state.get_pipeline_model_parallel_rank(),
                          "tp_rank": parallel_state.get_tensor_model_parallel_rank(), "dp_rank": dp_rank, "dp": dp,
                          **static_measured(trainer.chunks, trainer.optimizer)})
             parallel.teardown(keep_process_group=True)
@@ -81,7 +81,7 @@ def scenario_activations(specs: list[str]) -> list[dict]:
         kept: list[torch.Tensor] = []  # the loss keeps the graph (and its saved tensors) alive until counted
         run = partial(_forward, model, tokens, labels, kept)
         regions = saved_activations(model, list(chunk.decoder.layers), chunk.decoder.final_layernorm, run)
-        out.append({"spec": spec, "shape": shape_name, "seq": int(seq), "micro": int(micro),
+        out.append({"spec": spec, "shape": shape_name, "shape_def": dataclasses.asdict(shape), "seq": int(seq), "micro": int(micro),
                     "recompute": recompute, "regions": regions})
         parallel.teardown(keep_process_group=True)
     return out

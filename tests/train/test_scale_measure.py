@@ -44,20 +44,20 @@ def run_memory_worker(tmp_path: Path, nproc: int, scenario: str, *args: str, tim
     return json.loads(out.read_text())
 
 
-def modelled_static(entry: dict, shapes: dict) -> tuple[int, int, int]:
-    """The model's (weights, grads, optimizer) bytes for one measured rank."""
+def modelled_static(entry: dict) -> tuple[int, int, int]:
+    """The model's (weights, grads, optimizer) bytes for one measured rank (its shape as the worker built it)."""
     parts = entry["layout"].split("-")
     number = {p.rstrip("0123456789"): int(p[len(p.rstrip("0123456789")):]) for p in parts if p[-1].isdigit()}
-    key = LayoutKey(shapes[entry["shape"]], number.get("tp", 1), number.get("pp", 1), number.get("vpp", 1))
+    key = LayoutKey(ModelShape(**entry["shape_def"]), number.get("tp", 1), number.get("pp", 1), number.get("vpp", 1))
     (rank,) = [r for r in closed_form(key) if (r.pp_rank, r.tp_rank) == (entry["pp_rank"], entry["tp_rank"])]
     s = static_bytes(rank.tensors, rank.shared, entry["dp"], 2 if "bf16" in parts else 4, "dist" in parts)
     mine = s[entry["dp_rank"]]
     return mine.weights, mine.grads, mine.optimizer
 
 
-def modelled_activations(entry: dict, shapes: dict) -> tuple[int, int]:
+def modelled_activations(entry: dict) -> tuple[int, int]:
     """The model's (one layer, whole forward) saved bytes for one measured spec."""
-    shape = shapes[entry["shape"]]
+    shape = ModelShape(**entry["shape_def"])
     setup = TrainSetup(LayoutKey(shape), micro_batch=entry["micro"], seq_len=entry["seq"], precision="bf16",
                        recompute=entry["recompute"])
     return layer_activation_bytes(setup), forward_activation_bytes(setup, shape.num_layers)
@@ -101,7 +101,7 @@ def test_static_bytes_equal_a_real_step_on_every_rank_of_tp2_pp2_dp2(tmp_path: P
     coords = {(e["layout"], e["shape"], e["pp_rank"], e["tp_rank"], e["dp_rank"]) for e in report}
     assert len(coords) == len(report)  # every rank of every run, once
     for e in report:
-        assert (e["weights"], e["grads"], e["optimizer"]) == modelled_static(e, STATIC_SHAPES), e
+        assert (e["weights"], e["grads"], e["optimizer"]) == modelled_static(e), e
     # The shards differ between DP ranks: the model has to know which rank it is.
     last = {e["dp_rank"]: e["optimizer"] for e in report
             if (e["layout"], e["shape"], e["pp_rank"], e["tp_rank"]) == ("tp2-pp2-bf16-dist", "llama", 1, 0)}
@@ -111,12 +111,10 @@ def test_static_bytes_equal_a_real_step_on_every_rank_of_tp2_pp2_dp2(tmp_path: P
 @pytest.mark.slow
 def test_activations_within_20_percent_of_the_saved_tensors_of_a_real_forward(tmp_path: Path) -> None:
     pytest.importorskip("megatron.core")
-    from memory_worker import SHAPES
-
     report = run_memory_worker(tmp_path, 1, "activations", *ACTIVATION_SPECS)
     assert [e["spec"] for e in report] == ACTIVATION_SPECS
     for e in report:
-        layer, total = modelled_activations(e, SHAPES)
+        layer, total = modelled_activations(e)
         measured = sum(e["regions"].values())
         assert abs(total / measured - 1) <= ACT_TOL, (e["spec"], total, measured)
         assert abs(layer / e["regions"]["layer1"] - 1) <= ACT_TOL, (e["spec"], layer, e["regions"])
