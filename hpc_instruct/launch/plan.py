@@ -93,14 +93,17 @@ def memory_dict(study: Study) -> dict:
 
     return {name: {"gpu": m.gpu, "gpu_gib": round(m.gpu_gib, 2),
                    "train_ranks": [parts(b) | {"pp_rank": i} for i, b in enumerate(m.train.per_stage)],
-                   "train_node_host": parts(m.train.host), "eval_gpu": parts(m.eval) | {"gpu": m.eval_gpu}}
+                   "train_node_host": parts(m.train.host), "eval_gpu": parts(m.eval) | {"gpu": m.eval_gpu},
+                   "checkpoint_save": None if m.save is None else {
+                       "gib": round(m.save.bytes / 2**30, 1), "seconds": round(m.save.seconds, 1),
+                       "fs_gbps": m.save.fs_gbps, "warning_s": m.save.warning_s, "fits_warning": m.save.fits_warning}}
             for name, m in study.memory.items()}
 
 
 def assumptions(study: Study) -> dict:
     ex = study.recipe.execution
     return {
-        "flops": "6*N per trained token + 6*layers*seq*hidden (causal attention), N = parameters",
+        "flops": "6 x matmul weights of the per-rank shapes (padded vocab) + 12*layers*seq*heads*head_dim per token",
         "gpu": ex.gpu_spec().name,
         "gpu_peak_tflops": ex.gpu_spec().peak_tflops(study.recipe.training.precision),
         "assumed_mfu": ex.assumed_mfu,
@@ -168,6 +171,9 @@ def _memory_lines(study: Study) -> list[str]:
             rows.append([name, f"train pp{i}", f"{b.gib:.1f} / {m.gpu_gib:.0f}", _parts(b)])
         rows.append([name, "train node host", f"{m.train.host.gib:.0f} / {m.train.node_mem_gib:g}", _parts(m.train.host)])
         rows.append([name, f"eval ({m.eval_gpu})", f"{m.eval.gib:.1f} / {m.eval_gpu_gib:.0f}", _parts(m.eval)])
+        if m.save is not None:
+            rows.append([name, "resume checkpoint save", f"{m.save.seconds:.0f} s / {m.save.warning_s:g} s",
+                         m.save.describe()])
     return ["", f"memory per rank (GiB, on {next(iter(study.memory.values())).gpu}):"] + _table(
         ["model", "where", "need / have", "parts"], rows)
 

@@ -4,12 +4,15 @@ Derived numbers are computed here, once, and explained where they are computed:
 - ranks per trial = tp * pp * dp (GPUs on CUDA); nodes from the recipe;
 - sequences per epoch = samples (padded) or ceil(tokens / max_length) (packed);
 - steps per epoch = ceil(sequences / global_batch); epochs = max(epochs, ceil(min_steps / steps per epoch));
-- trained tokens = tokens per epoch * epochs; FLOPs = flops_per_token(seq) * trained tokens (6N + attention);
-- GPU-hours = FLOPs / (peak TFLOP/s * MFU) / 3600, with the peak and MFU printed as assumptions.
+- trained tokens = tokens per epoch * epochs; FLOPs = model FLOPs per token of the per-rank shapes megatron
+  builds (padded vocabulary; `train.scale.costs.train_flops_per_token`) * trained tokens;
+- GPU-hours = FLOPs / (peak TFLOP/s of the named GPU at the training precision * MFU) / 3600, with the peak and
+  MFU printed as assumptions.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 from typing import Any
@@ -22,6 +25,8 @@ from hpc_instruct.recipe.schema import EvalConfig, Recipe
 from hpc_instruct.study_dir import BASE, SELECTED, epoch_name
 from hpc_instruct.train.config import ModelConfig
 from hpc_instruct.train.presets import ModelShape
+from hpc_instruct.train.scale.costs import train_flops_per_token
+from hpc_instruct.train.scale.ranks import LayoutKey, closed_form
 
 
 def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with_eval: bool = True) -> Expansion:
@@ -123,12 +128,18 @@ def _trial(tid, label, source, m: ModelConfig, shape: ModelShape, request, count
     world = m.tp * m.pp * m.dp
     gpus = world if m.device == "cuda" else 0
     seq = t.max_length if t.packing else max(1, tokens_epoch // max(1, samples))
-    flops = shape.flops_per_token(seq) * tokens_epoch * epochs
+    flops = _flops_per_token(shape, m.tp, m.pp, m.vpp, seq) * tokens_epoch * epochs
     peak = ex.gpu_spec().peak_tflops(t.precision)
     gpu_hours = flops / (peak * 1e12 * ex.assumed_mfu) / 3600 if gpus else 0.0
     return Trial(tid, label, m.name, _size(m), source, request, counts, synthetic, samples, seed, m.nodes, gpus,
                  m.tp, m.pp, m.dp, steps_per_epoch, epochs, steps_per_epoch * epochs, tokens_epoch * epochs, ckpts,
                  gpu_hours)
+
+
+@functools.lru_cache(maxsize=256)
+def _flops_per_token(shape: ModelShape, tp: int, pp: int, vpp: int, seq: int) -> float:
+    key = LayoutKey(shape, tp, pp, vpp)
+    return train_flops_per_token(key, closed_form(key), seq)
 
 
 def _eval_tasks(ev: EvalConfig, trials: list[Trial], baselines: tuple[Baseline, ...], facts: DataFacts,

@@ -15,6 +15,8 @@ from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import KeyPath
 from hpc_instruct.train.config import ModelConfig
 from hpc_instruct.train.presets import ModelShape
+from hpc_instruct.train.scale.cache import rank_params
+from hpc_instruct.train.scale.costs import CheckpointSave, checkpoint_save
 from hpc_instruct.train.scale.fit import TrainFit, bigger_gpu, check_train, host_needed_gib, smallest_fix
 from hpc_instruct.train.scale.gpu import GpuSpec, larger_presets
 from hpc_instruct.train.scale.memory import Breakdown, EvalSetup, TrainSetup, gpu_eval
@@ -32,6 +34,7 @@ class ModelMemory:
     eval: Breakdown
     eval_gpu: str
     eval_gpu_gib: float
+    save: CheckpointSave | None = None  # resume checkpoint size and save time (shown by plan, not enforced)
 
 
 def train_setup(m: ModelConfig, shape: ModelShape, recipe: Recipe) -> TrainSetup:
@@ -82,7 +85,9 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
         setup = train_setup(m, shape, recipe)
         fit = check_train(setup, gpu, ex.train.mem_gb)
         evaluation = gpu_eval(eval_setup(shape, recipe))
-        out[m.name] = ModelMemory(m.name, gpu.name, gpu.memory_gib, fit, evaluation, eval_gpu.name, eval_gpu.memory_gib)
+        save = checkpoint_save(setup.key, rank_params(setup.key), setup.value_bytes)
+        out[m.name] = ModelMemory(m.name, gpu.name, gpu.memory_gib, fit, evaluation, eval_gpu.name, eval_gpu.memory_gib,
+                                  save)
         if not fit.gpu_ok:
             _gpu_problem(checker, at, m, fit, gpu)
         elif not fit.host_ok:

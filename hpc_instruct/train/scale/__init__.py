@@ -9,5 +9,8 @@
   host memory of checkpoints and HF export, and the eval task's GPU (weights + KV cache).
 - `fit`: does a layout fit its GPU and node; if not, the smallest change that does.
 
-Only `simulate` imports torch and megatron-core, and only when called.
+- `buffers`: megatron's gradient-buffer layout and optimizer shards: exact static bytes per DP rank.
+- `measure`: what a real rank holds (storages after a step; saved tensors of a forward), for the tests.
+
+Only `simulate` and `measure` import torch (megatron-core: `simulate`, only when called).
 """

@@ -35,7 +35,8 @@ def _encode(key: LayoutKey, ranks: tuple[RankParams, ...]) -> dict:
 def _decode(entry: dict) -> tuple[RankParams, ...] | None:
     if entry.get("version") != SIMULATION_VERSION:
         return None
-    return tuple(RankParams(**(r | {"chunk_layers": tuple(r["chunk_layers"])})) for r in entry["ranks"])
+    return tuple(RankParams(**(r | {"chunk_layers": tuple(r["chunk_layers"]), "shared": tuple(r["shared"]),
+                                    "tensors": tuple(tuple(c) for c in r["tensors"])})) for r in entry["ranks"])
 
 
 @functools.cache

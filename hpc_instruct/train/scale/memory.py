@@ -1,29 +1,35 @@
 """Memory of a training rank, a training node and an eval GPU, in bytes, by part.
 
-Static GPU memory follows what `hpc_instruct.train.megatron.parallel.Trainer` allocates (megatron-core DDP with
-`grad_reduce_in_fp32=True` and `get_megatron_optimizer`, Adam):
-- weights: 2 bytes/param in bf16/fp16, 4 in fp32 (with the distributed optimizer they live in DDP's param
-  buffer, which is not a second copy);
-- gradients: DDP's contiguous fp32 buffer; with the distributed optimizer its end is padded to a multiple of
-  lcm(dp, 128) (megatron pads each parameter's start to 64 elements too: < 64 elements per tensor, ignored);
-- optimizer: fp32 main parameters (bf16/fp16 only) + Adam's two fp32 moments: 12 (or 8) bytes/param, divided
-  over the data-parallel ranks by the distributed optimizer.
+Static GPU memory (weights, gradient buffers, optimizer state) is exact: `buffers` lays the parameters out
+the way megatron-core's DDP and distributed optimizer do (`hpc_instruct.train.megatron.parallel.Trainer`:
+`grad_reduce_in_fp32=True`, `get_megatron_optimizer`, Adam), per-parameter and per-bucket padding included,
+and takes the DP rank whose shard holds the most; a real training step matches it byte for byte
+(tests/train/test_scale_measure.py).
 
-Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models"
-(arXiv 2205.05198): per layer and micro-batch of b sequences of s tokens, their GPT layer stores
-sbh(34/t + 5as/(ht)) bytes with tensor parallelism t and sequence parallelism; selective recomputation drops
-the 5as/h term (the attention scores), full recomputation keeps only the layer input (2sbh/t). We redo the
-count for the layer this project builds (RMSNorm, SwiGLU with ffn width f, grouped-query attention expanded to
-a heads inside megatron's local attention, softmax in fp32, no dropout), q = bytes per activation value:
-    norms/linear inputs   4·q·sbh / t_sp       (input norm, QKV input, pre-MLP norm, FC1 input; t_sp = t with SP)
-    attention             4·q·sbh / t          (q, expanded k, expanded v, context)
-    SwiGLU MLP            4·q·sbf / t          (FC1 output 2f, silu output, product = FC2 input)
-    scores                (4 + q)·a·s²·b / t   (fp32 softmax output, probabilities in q)
-Selective recomputation keeps the attention inputs (q, k, v at their own widths) instead of the scores;
-full recomputation keeps q·sbh/t_sp per layer plus one layer's full set while it is recomputed. Under the 1F1B
-schedule pipeline rank i holds min(pp - i, m) micro-batches in flight (interleaved: megatron's warm-up count
-(pp - i - 1)·2 + (v - 1)·pp, plus one, chunks of L/(pp·v) layers; Korthikanti's L(1 + (p-1)/(pv)) for i = 0).
-The last stage adds the logits (q·sbV/t) and the fp32 cross entropy (2·4·sbV/t).
+Activations follow the method of Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+Transformer Models" (arXiv 2205.05198): count every tensor autograd keeps for backward, per layer and
+micro-batch of b sequences of s tokens, with tensor parallelism t (t_sp = t under sequence parallelism, else
+1). Their GPT layer keeps sbh(34/t + 5as/(ht)) bytes in 16-bit; the layer this project builds (megatron-core's
+local spec: torch RMSNorm, SwiGLU of width f, grouped-query attention expanded to a heads, fp32 softmax, no
+dropout) keeps, with q bytes per 16-bit value, d the head dim and kv = groups·d (counted tensor by tensor with
+`measure.saved_activations`; the tests hold the formulas to within ±20% of a real forward, measured ≤ 1%):
+    2 RMSNorms        2·(8·sbh + 4·sb) / t_sp   (torch's RMSNorm keeps its fp32 input, fp32 normalised value, rstd)
+    QKV, FC1 inputs   2·q·sbh / t_sp
+    attention         q·sb(2h + v) / t + q·sbh / t  (q and k after RoPE, v, the context = projection input;
+                      v = h expanded with grouped-query attention, with multi-head attention a view that keeps
+                      the whole fused QKV output, v = h + 2kv)
+    RoPE              4·q·s·d                   (cos and sin, for q and k)
+    scores            (4 + q)·a·s²·b / t + s²   (fp32 softmax output, probabilities, the bool causal mask)
+    SwiGLU MLP        5·q·sbf / t               (FC1 output 2f, silu output, megatron's `x_linear + 0` copy, FC2 input)
+Selective recomputation (megatron's core-attention checkpoint) keeps the checkpoint's inputs instead of the
+scores: q and k after RoPE (q·sb(h + kv)/t) and v, a view that keeps the whole fused QKV output
+(q·sb(h + 2kv)/t) alive. Full recomputation keeps each layer's input (q·sbh/t_sp) and, in backward, one layer's
+no-recompute set while it is recomputed. The last stage keeps the final norm's and the output layer's inputs
+and the cross entropy's fp32 softmax (4·sbV/t) with its targets (9·sb); the first keeps the token ids (8·sb).
+Under the 1F1B schedule pipeline rank i holds min(pp - i, m) micro-batches in flight (interleaved: megatron's
+warm-up count (pp - i - 1)·2 + (v - 1)·pp, plus one, chunks of L/(pp·v) layers; Korthikanti's
+L(1 + (p-1)/(pv)) for i = 0). The last stage's logits peak at (q + 8)·sbV/t during the loss (16-bit logits,
+their fp32 copy, the shifted fp32 copy that becomes the saved softmax).
 
 Fixed costs are stated, not measured here: FRAMEWORK_GIB per GPU (CUDA context, NCCL communicators, cuBLAS
 workspace) and a FRAGMENTATION share of the modelled tensors for the caching allocator.
@@ -35,6 +41,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from hpc_instruct.train.scale.buffers import fullest_static
 from hpc_instruct.train.scale.gpu import Precision
 from hpc_instruct.train.scale.ranks import LayoutKey, RankParams
 
@@ -101,17 +108,35 @@ def layer_activation_bytes(setup: TrainSetup, recompute: Recompute | None = None
     """Bytes one decoder layer keeps for backward per micro-batch (see the module docstring)."""
     s, b, q, t = setup.seq_len, setup.micro_batch, setup.value_bytes, setup.key.tp
     shape = setup.key.shape
-    h, f, a = shape.hidden_size, shape.ffn_hidden_size, shape.num_attention_heads
-    kv = shape.num_query_groups * shape.head_dim
+    h, f, a, d = shape.hidden_size, shape.ffn_hidden_size, shape.num_attention_heads, shape.head_dim
+    kv = shape.num_query_groups * d
     t_sp = t if setup.sequence_parallel else 1
     mode = setup.recompute if recompute is None else recompute
+    sb = s * b
     if mode == "full":
-        return q * s * b * h // t_sp
-    inputs = 4 * q * s * b * h // t_sp
-    mlp = 4 * q * s * b * f // t
+        return q * sb * h // t_sp
+    norms = 2 * (8 * sb * h + 4 * sb) // t_sp + 2 * q * sb * h // t_sp
+    mlp = 5 * q * sb * f // t
+    context = q * sb * h // t + 4 * q * s * d
     if mode == "selective":
-        return inputs + mlp + q * s * b * (2 * h + 2 * kv) // t
-    return inputs + mlp + 4 * q * s * b * h // t + (4 + q) * a * s * s * b // t
+        return norms + mlp + context + q * sb * (2 * h + 3 * kv) // t
+    # q and k after RoPE are copies; v is expanded to a heads (a copy) only with grouped-query attention,
+    # with multi-head attention it stays a view of the fused QKV output, which then stays alive whole.
+    v = h if kv < h else h + 2 * kv
+    return norms + mlp + context + q * sb * (2 * h + v) // t + (4 + q) * a * s * s * b // t + s * s
+
+
+def head_activation_bytes(setup: TrainSetup) -> int:
+    """Bytes the last stage keeps after the layers per micro-batch: final norm, output-layer input, loss."""
+    q, t = setup.value_bytes, setup.key.tp
+    h, sb = setup.key.shape.hidden_size, setup.seq_len * setup.micro_batch
+    t_sp = t if setup.sequence_parallel else 1
+    return (8 * sb * h + 4 * sb + q * sb * h) // t_sp + 4 * sb * setup.key.padded_vocab // t + 9 * sb
+
+
+def embedding_activation_bytes(setup: TrainSetup) -> int:
+    """Bytes the first stage keeps before the layers per micro-batch: the token ids (int64)."""
+    return 8 * setup.seq_len * setup.micro_batch
 
 
 def in_flight(setup: TrainSetup, pp_rank: int) -> int:
@@ -126,18 +151,18 @@ def in_flight(setup: TrainSetup, pp_rank: int) -> int:
 
 def gpu_train(setup: TrainSetup, rank: RankParams) -> Breakdown:
     """Peak GPU memory of one training rank during a step."""
-    n, q, dp = rank.params, setup.value_bytes, setup.dp
+    q = setup.value_bytes
     shape, key = setup.key.shape, setup.key
     s, b = setup.seq_len, setup.micro_batch
     t_sp = key.tp if setup.sequence_parallel else 1
-    buffer = n
-    if setup.distributed_optimizer:
-        step = math.lcm(dp, 128)
-        buffer = -(-n // step) * step
-    shard = dp if setup.distributed_optimizer else 1
-    optimizer = (12 if setup.precision != "fp32" else 8) * buffer // shard
+    static = fullest_static(rank.tensors, rank.shared, setup.dp, q, setup.distributed_optimizer)
     per_chunk = rank.chunk_layers[0] if rank.chunk_layers else 0
-    held = in_flight(setup, rank.pp_rank) * per_chunk * layer_activation_bytes(setup)
+    flight = in_flight(setup, rank.pp_rank)
+    held = flight * per_chunk * layer_activation_bytes(setup)
+    if rank.embedding:
+        held += flight * embedding_activation_bytes(setup)
+    if rank.final_norm:  # the softmax it keeps is part of the logits peak below
+        held += head_activation_bytes(setup) - 4 * s * b * key.padded_vocab // key.tp
     if setup.recompute == "full" and rank.layers:
         held += layer_activation_bytes(setup, "none")  # the layer being recomputed in backward
     logits = 0
@@ -148,11 +173,11 @@ def gpu_train(setup: TrainSetup, rank: RankParams) -> Breakdown:
         comm += 2 * q * s * b * shape.hidden_size // t_sp  # p2p send + receive buffers
     if setup.sequence_parallel:
         comm += q * s * b * shape.hidden_size  # all-gathered sequence for the column-parallel inputs
-    tensors = q * n + 4 * buffer + optimizer + held + logits + comm
+    tensors = static.total + held + logits + comm
     return Breakdown((
-        ("weights", q * n),
-        ("grads", 4 * buffer),
-        ("optimizer", optimizer),
+        ("weights", static.weights),
+        ("grads", static.grads),
+        ("optimizer", static.optimizer),
         ("activations", held),
         ("logits", logits),
         ("comm", comm),
@@ -213,3 +238,11 @@ def gpu_eval(setup: EvalSetup) -> Breakdown:
     tensors = weights + kv + work
     return Breakdown((("weights", weights), ("kv cache", kv), ("prefill", work),
                       ("framework", int(FRAMEWORK_GIB * GIB)), ("margin", int(FRAGMENTATION * tensors))))
+
+
+def forward_activation_bytes(setup: TrainSetup, layers: int, first: bool = True, last: bool = True) -> int:
+    """Bytes saved for backward by one micro-batch's forward through `layers` decoder layers (what
+    `measure.saved_activations` counts): the layers, plus the token ids on the first and the head on the last
+    stage. The recompute-in-backward extra and the logits' transient peak are not included."""
+    return (layers * layer_activation_bytes(setup) + (embedding_activation_bytes(setup) if first else 0)
+            + (head_activation_bytes(setup) if last else 0))

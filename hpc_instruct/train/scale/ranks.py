@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from hpc_instruct.train.presets import ModelShape, padded_vocab_size
 
 # Bump when the simulation's output could change for the same key (model code, megatron-core minor version).
-SIMULATION_VERSION = "megatron-core-0.16/local-spec/1"
+SIMULATION_VERSION = "megatron-core-0.16/local-spec/2"
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class RankParams:
     `output_layer` includes, with tied embeddings and pp > 1, the last stage's copy of the embedding (megatron
     keeps it in sync through the embedding group); `tied_copy` is that copy's size, so a sum over ranks minus
     the copies is the model.
+
+    `tensors` lists, per virtual chunk, every parameter's element count in `named_parameters()` order (the
+    order megatron's DDP lays them out in its gradient buffer, in reverse; `buffers` needs it for the exact
+    per-parameter padding); `shared` is, per chunk, the index of the parameter megatron marks
+    `shared_embedding` (the tied embedding or its copy, pp > 1: it gets a bucket of its own), or -1.
     """
 
     pp_rank: int
@@ -71,6 +76,8 @@ class RankParams:
     decoder: int
     tied_copy: int
     largest: int  # elements of the largest single tensor (bounds per-tensor transients)
+    tensors: tuple[tuple[int, ...], ...]
+    shared: tuple[int, ...]
 
     @property
     def layers(self) -> int:
@@ -85,6 +92,15 @@ def layer_params(shape: ModelShape, tp: int) -> int:
     if shape.family == "qwen2":
         split += qkv_out
     return 2 * h + split // tp
+
+
+def layer_tensors(shape: ModelShape, tp: int) -> tuple[int, ...]:
+    """One decoder layer's parameters on one TP rank in megatron's order: input norm, attention output
+    projection, fused QKV (and its bias for Qwen2), pre-MLP norm, fused gate/up (fc1), down (fc2)."""
+    h, f, d = shape.hidden_size, shape.ffn_hidden_size, shape.head_dim
+    qkv_out = (shape.num_attention_heads + 2 * shape.num_query_groups) * d
+    bias = (qkv_out // tp,) if shape.family == "qwen2" else ()
+    return (h, shape.num_attention_heads * d * h // tp, h * qkv_out // tp, *bias, h, 2 * f * h // tp, f * h // tp)
 
 
 def closed_form(key: LayoutKey) -> tuple[RankParams, ...]:
@@ -104,7 +120,14 @@ def closed_form(key: LayoutKey) -> tuple[RankParams, ...]:
         norm = h if last else 0
         largest = max(vocab_rows * h if (embedding or output) else 0,
                       h * qkv_out // key.tp, 2 * s.ffn_hidden_size * h // key.tp)
+        chunks, shared = [], []
+        for v in range(key.vpp):
+            head = (vocab_rows * h,) if first and v == 0 else ()
+            tail = (h, *((vocab_rows * h,) if output else ())) if last and v == key.vpp - 1 else ()
+            chunks.append((*head, *layer_tensors(s, key.tp) * per_chunk, *tail))
+            tied_pp = tied and key.pp > 1
+            shared.append(0 if head and tied_pp else len(chunks[-1]) - 1 if tail and output and tied_pp else -1)
         for t in range(key.tp):
             out.append(RankParams(p, t, (per_chunk,) * key.vpp, embedding + output + decoder + norm, embedding,
-                                  output, norm, decoder, tied_copy, largest))
+                                  output, norm, decoder, tied_copy, largest, tuple(chunks), tuple(shared)))
     return tuple(out)

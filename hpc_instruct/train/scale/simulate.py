@@ -104,7 +104,12 @@ def _count(key: LayoutKey, pp_rank: int, tp_rank: int) -> RankParams:
         chunks = build_model(key.shape, layout, options, on_meta=True)
     parts = {"embedding": 0, "output_layer": 0, "final_norm": 0, "decoder": 0}
     largest = 0
+    tensors, shared = [], []
     for chunk in chunks:
+        named = list(chunk.named_parameters())
+        tensors.append(tuple(param.numel() for _, param in named))
+        flagged = [i for i, (_, param) in enumerate(named) if getattr(param, "shared_embedding", False)]
+        shared.append(flagged[0] if flagged else -1)
         for name, tensor in [*chunk.named_parameters(), *chunk.named_buffers()]:
             if tensor.device.type != "meta":
                 raise AssertionError(f"{name} was allocated on {tensor.device}, not on the meta device")
@@ -113,7 +118,8 @@ def _count(key: LayoutKey, pp_rank: int, tp_rank: int) -> RankParams:
             largest = max(largest, param.numel())
     tied = parts["output_layer"] if key.shape.tie_embeddings else 0
     return RankParams(pp_rank, tp_rank, tuple(len(c.decoder.layers) for c in chunks), sum(parts.values()),
-                      parts["embedding"], parts["output_layer"], parts["final_norm"], parts["decoder"], tied, largest)
+                      parts["embedding"], parts["output_layer"], parts["final_norm"], parts["decoder"], tied, largest,
+                      tuple(tensors), tuple(shared))
 
 
 def _part(name: str) -> str:
@@ -132,9 +138,6 @@ def _with_tp_rank(rank: RankParams, tp_rank: int) -> RankParams:
     import dataclasses
 
     return dataclasses.replace(rank, tp_rank=tp_rank)
-
-
-
 
 
 def _meta_stays_on_meta() -> Any:
