@@ -22,7 +22,7 @@ from tqdm import tqdm
 from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch.entry import run_tasks
 from hpc_instruct.launch.state import Submission, clear_local_failure, record_local_failure, record_submission
-from hpc_instruct.launch.tasks import STAGES, Task, build_tasks
+from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, eval_ranks
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.study_dir import StudyDir
 
@@ -39,6 +39,8 @@ class LocalReport:
 
 
 def ranks_of(task: Task, ex: Expansion) -> int:
+    if task.stage == "eval":
+        return eval_ranks(task.group)  # a model split over GPUs: one rank per GPU
     if task.stage != "train":
         return 1
     t = ex.trial(task.id)

@@ -112,6 +112,9 @@ class EvalConfig:
     max_new_tokens: int = spec(1024, lo=1)
     mc_mode: Literal["doit", "lenient"] = spec("doit", help="letter parsing: the paper's rule or a lenient parser")
     few_shot: int = spec(5, lo=0, help="shots for out-of-domain sets")
+    engine: Literal["auto", "native", "vllm"] = spec(
+        "auto", identity=False,  # hashed as resolved per model (recipe.expand), so `auto` == what it resolves to
+        help="generation engine: vllm (CUDA), native (our batched loop), auto = vllm on CUDA, native on CPU")
 
 
 @dataclass(frozen=True)
