@@ -21,7 +21,8 @@ from pathlib import Path
 import hpc_instruct
 
 PACKAGE = Path(hpc_instruct.__file__).resolve().parent
-LIBRARIES = ("torch", "transformers", "tokenizers", "accelerate", "megatron-core", "deepspeed", "pyarrow", "numpy")
+LIBRARIES = ("torch", "transformers", "tokenizers", "accelerate", "megatron-core", "deepspeed", "vllm", "pyarrow",
+             "numpy")
 
 
 def package_files(package: Path = PACKAGE) -> list[Path]:

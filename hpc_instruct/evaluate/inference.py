@@ -109,18 +109,7 @@ class Inference:
     # ------------------------------------------------------------------------------------------ letters
     def letter_ids(self, letters: str) -> list[int]:
         """Token id of each option letter as the first token of a reply (how the template encodes "B")."""
-        ids = []
-        for letter in letters:
-            tokens = self.template.encode_batch([[("user", "?"), ("assistant", letter)]], train_on="last")[0]
-            scored = [
-                t for t, label in zip(tokens.input_ids, tokens.labels, strict=True) if label != IGNORE_INDEX
-            ]
-            if not scored:
-                raise ValueError(f"the template encodes the reply {letter!r} to no tokens")
-            ids.append(scored[0])
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"option letters {letters} share first tokens {ids}: letter log-probs would tie")
-        return ids
+        return letter_token_ids(self.template, letters)
 
     # --------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
@@ -325,6 +314,20 @@ class Inference:
         )
         means = (totals / counts.clamp(min=1)).tolist()
         return [math.exp(m) if m < 700 else math.inf for m in means]
+
+
+def letter_token_ids(template: ChatTemplate, letters: str) -> list[int]:
+    """Token id of each option letter as the first token of a reply (how the template encodes "B")."""
+    ids = []
+    for letter in letters:
+        tokens = template.encode_batch([[("user", "?"), ("assistant", letter)]], train_on="last")[0]
+        scored = [t for t, label in zip(tokens.input_ids, tokens.labels, strict=True) if label != IGNORE_INDEX]
+        if not scored:
+            raise ValueError(f"the template encodes the reply {letter!r} to no tokens")
+        ids.append(scored[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"option letters {letters} share first tokens {ids}: letter log-probs would tie")
+    return ids
 
 
 def _common_prefix(rows: list[Any]) -> int:

@@ -131,3 +131,25 @@ def _from_pretrained_tp(folder: Path, dtype: Any, size: int) -> Any:
     except ImportError:
         kwargs = {"tp_plan": "auto"}
     return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, **kwargs)
+
+
+def folder_facts(folder: Path, template_kind: str) -> LoadedModel:
+    """What result rows record about a model folder (parameters, tokenizer and template) without loading its
+    weights: parameter counts come from the safetensors headers (an engine such as vLLM holds the weights)."""
+    from safetensors import safe_open
+
+    from hpc_instruct.data.template import ChatTemplate, TemplateConfig
+    from hpc_instruct.data.tokenizer import load_tokenizer, tokenizer_hash
+
+    params = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as fh:
+            for key in fh.keys():
+                shape = fh.get_slice(key).get_shape()
+                count = 1
+                for dim in shape:
+                    count *= dim
+                params += count
+    tokenizer = load_tokenizer(folder)
+    template = ChatTemplate(tokenizer, TemplateConfig(kind=template_kind))
+    return LoadedModel(None, tokenizer, template, params, tokenizer_hash(tokenizer), template.template_hash)
