@@ -65,26 +65,36 @@ def needs_folder(ckpt: Checkpoint, template_kind: str) -> bool:
     return len(template.tokenizer) > AutoConfig.from_pretrained(ckpt.path).vocab_size
 
 
-def materialized_folder(ckpt: Checkpoint, template_kind: str, shape=None, root: str | None = None) -> Path:
+def materialized_folder(ckpt: Checkpoint, template_kind: str, shape=None, root: str | None = None,
+                        dtype: str = "bf16") -> Path:
     """An HF folder holding exactly the model `load_checkpoint` builds for `ckpt` (weights and tokenizer).
 
     The checkpoint's own folder when it already is that; otherwise rank 0 loads the model on the CPU and saves
     it under `root` (default: `$TMPDIR`, node-local; a tensor-parallel task stays inside one node), keyed by
-    the checkpoint, and every rank waits for it.
+    the checkpoint, in `dtype` ("bf16" for GPUs, "fp32" for CPU runs), and every rank waits for it. The model
+    is built in fp32 on the host first: 4 bytes per parameter of host memory at that moment.
     """
     if not needs_folder(ckpt, template_kind):
         return Path(ckpt.path)
     from hpc_instruct.evaluate.checkpoints import load_checkpoint
     from hpc_instruct.hashing import digest
 
-    target = Path(root or tempfile.gettempdir()) / f"hpci-eval-{digest([ckpt, template_kind], 12)}"
+    target = Path(root or tempfile.gettempdir()) / f"hpci-eval-{digest([ckpt, template_kind, dtype], 12)}"
     rank, _ = world()
     if rank == 0 and not (target / "config.json").is_file():
-        loaded = load_checkpoint(ckpt, template_kind, shape, "cpu")
+        import torch
+
+        from hpc_instruct.evaluate.checkpoints import clear_cache
+
+        loaded = load_checkpoint(ckpt, template_kind, shape, "cpu")  # fp32 on the host (see the report's limits)
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        if dtype == "bf16":
+            loaded.model.to(torch.bfloat16)
         loaded.model.save_pretrained(str(tmp))
         loaded.tokenizer.save_pretrained(str(tmp))
-        tmp.rename(target) if not target.exists() else None
+        clear_cache()  # do not keep a host copy of the whole model
+        if not target.exists():
+            tmp.rename(target)
     barrier()
     return target
 
@@ -102,7 +112,7 @@ def load_tensor_parallel(ckpt: Checkpoint, template_kind: str, shape, device: st
 
     init_group()
     started = time.perf_counter()
-    folder = materialized_folder(ckpt, template_kind, shape)
+    folder = materialized_folder(ckpt, template_kind, shape, dtype="bf16" if device == "cuda" else "fp32")
     _, size = world()
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     tokenizer = load_tokenizer(ckpt.tokenizer if ckpt.kind != "gguf" else folder)

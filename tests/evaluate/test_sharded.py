@@ -64,3 +64,25 @@ def test_tensor_parallel_two_ranks_equals_one_device(model_folder, demo_root, tm
         assert len(a) == len(b) >= 3 and a == pytest.approx(b, abs=1e-5)
     for a, b in zip(two["perplexities"], one["perplexities"], strict=True):
         assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_a_preset_base_model_is_written_to_a_folder_that_loads_the_same_model(tmp_path):
+    """Weights that are not an HF folder of the study's vocabulary (a preset init here) are written once, so
+    tensor-parallel ranks and vLLM can read them; the folder holds exactly the model the eval loads."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hpc_instruct.evaluate.checkpoints import Checkpoint, clear_cache, load_checkpoint
+    from hpc_instruct.evaluate.sharded import materialized_folder, needs_folder
+    from hpc_instruct.train.presets import preset
+
+    ckpt = Checkpoint("base", 0, 0, "", "preset", "", "builtin", seed=3)
+    assert needs_folder(ckpt, "doit")
+    folder = materialized_folder(ckpt, "doit", preset("tiny"), root=str(tmp_path), dtype="fp32")
+    reference = load_checkpoint(ckpt, "doit", preset("tiny"), "cpu")
+    written = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    ids = torch.tensor([reference.template.encode_prompt([("user", "你好")])])
+    with torch.no_grad():
+        assert torch.equal(written(ids).logits, reference.model(ids).logits)
+    assert materialized_folder(ckpt, "doit", preset("tiny"), root=str(tmp_path), dtype="fp32") == folder  # once
+    clear_cache()

@@ -13,7 +13,15 @@ import pytest
 
 from hpc_instruct.data.template import ChatTemplate, TemplateConfig
 from hpc_instruct.data.tokenizer import load_tokenizer
-from hpc_instruct.evaluate.engines import AUTO, NATIVE, VLLM, EngineUnavailable, require_vllm, resolve_engine, vllm_importable
+from hpc_instruct.evaluate.engines import (
+    AUTO,
+    NATIVE,
+    VLLM,
+    EngineUnavailable,
+    require_vllm,
+    resolve_engine,
+    vllm_importable,
+)
 from hpc_instruct.evaluate.inference import letter_token_ids
 from hpc_instruct.evaluate.sets import load_eval_set
 from hpc_instruct.evaluate.vllm_engine import assemble, generation_requests, letter_requests
