@@ -24,7 +24,9 @@ Both sides are timed in the same process, alternating, best of `--repeats`, with
 (default 1: on a shared machine, idle-spinning OpenMP threads make tiny matmuls erratic). A random model never
 emits a stop token, so MC replies run to `--mc-tokens` (8: a tuned model answers "B<eot>") and math to
 `--gen-tokens`. The run also checks that both sides agree: perplexities within 1e-4 relative, identical
-greedy replies. The last line is machine-readable.
+greedy replies. Then native generation is timed in three forms: the first loop's (a host check for finished
+rows every token, dynamic KV cache), a check every 8 tokens, and a static KV cache (same replies required).
+The last line is machine-readable (the DoIT comparison, as before).
 """
 
 from __future__ import annotations
@@ -130,6 +132,31 @@ def alternate(doit, ours, repeats: int):
     return best[0], results[0], best[1], results[1]
 
 
+def native_variants(model, template: ChatTemplate, items, args) -> None:
+    """Generation with the native loop's options against its first form (a host check every token, dynamic
+    KV cache): best of `--repeats`, same items, replies compared with the first form's."""
+    prompts = [i.prompt for i in items]
+    variants = (("check every token, dynamic cache", 1, "dynamic"), ("check every 8, dynamic cache", 8, "dynamic"),
+                ("check every 8, static cache", 8, "static"))
+    times, texts = [], []
+    for _, every, cache in variants:
+        engine = Inference(model, template, InferenceConfig(batch_size=args.batch_size, max_new_tokens=args.gen_tokens,
+                                                            sync_every=every, kv_cache=cache))
+        best, out = math.inf, None
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            out = engine.generate(prompts)
+            best = min(best, time.perf_counter() - started)
+        times.append(best)
+        texts.append([g.text for g in out])
+    print(f"native generation ({len(items)} items, {args.gen_tokens} tokens): {'variant':34} {'items/s':>8} "
+          f"{'vs first':>8}  check")
+    for (label, _, _), t, replies in zip(variants, times, texts, strict=True):
+        same = sum(a == b for a, b in zip(replies, texts[0], strict=True))
+        print(f"{'':>{len('native generation')}}  {label:34} {len(items) / t:8.1f} {times[0] / t:7.2f}x  "
+              f"identical replies {same}/{len(items)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mini", choices=["tiny", "mini", "small", "smollm2"])
@@ -187,6 +214,7 @@ def main() -> None:
     for kind, n, t_ours, t_doit, check in rows:
         speedups[kind] = (n / t_ours) / (n / t_doit)
         print(f"{kind:6} {n:5d} {n / t_ours:13.1f} {n / t_doit:13.1f} {speedups[kind]:7.1f}x  {check}")
+    native_variants(model, template, gen_items, args)
     print(
         f"RESULT bench_eval speedup_rank={speedups['rank']:.2f} speedup_mc={speedups['mc']:.2f} "
         f"speedup_gen={speedups['gen']:.2f}"

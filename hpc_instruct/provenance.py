@@ -20,7 +20,8 @@ from pathlib import Path
 import hpc_instruct
 
 PACKAGE = Path(hpc_instruct.__file__).resolve().parent
-LIBRARIES = ("torch", "transformers", "tokenizers", "accelerate", "megatron-core", "deepspeed", "pyarrow", "numpy")
+LIBRARIES = ("torch", "transformers", "tokenizers", "accelerate", "megatron-core", "deepspeed", "vllm", "pyarrow",
+             "numpy")
 
 
 def package_digest(package, every_file):  # noqa: ANN001, ANN201 - also runs standalone in jobs (launch.snapshot)

@@ -12,8 +12,8 @@ Checkpoint names in eval tasks:
   rule), then loaded as `epoch-NNN`.
 
 Loaded models are cached in the process (one at a time): an array element that runs several shards of one
-checkpoint loads it once. Future work: evaluating models too large for one GPU from Megatron checkpoints with
-tensor parallelism (today a model is evaluated from its HF export on one device).
+checkpoint loads it once. A model larger than one GPU is split over the task's GPUs by tensor parallelism
+(`hpc_instruct.evaluate.sharded`), from the same HF export.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Two modes, both on any transformers causal LM (Llama, Qwen2, ...) with a `ChatTe
   then one forward per new token, greedy, until every row has produced a stop token (eos, `<eot>`, `<user>`,
   `<assistant>` for the DoIT template; the turn end for a tokenizer's own template) or `max_new_tokens`.
   Rows that stopped are dropped from the batch and the KV cache once they are half of it (masked until
-  then), so one rambling item does not keep a batch of finished ones busy. The option letters'
+  then), so one rambling item does not keep a batch of finished ones busy. The loop itself
+  (`hpc_instruct.evaluate.generation`) checks for finished rows every `sync_every` tokens, not every token. The option letters'
   log-probabilities are read from the prefill's last position, which predicts the first answer token: the
   *answer position* (the original code kept the logits of the last generation step, after the answer).
 - `rank`: every candidate of every item is scored as the row `prompt + candidate + end-of-turn`, encoded
@@ -35,18 +36,28 @@ from typing import Any
 import torch
 
 from hpc_instruct.data.template import IGNORE_INDEX, ChatTemplate
+from hpc_instruct.evaluate.generation import (
+    DecodeSettings,
+    KvCache,
+    batch_for_memory,
+    greedy_batch,
+    kv_bytes_per_token,
+)
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How inference batches. `batch_size` items per generation batch; ranking rows are bounded by tokens."""
+    """How inference batches. `batch_size` items per generation batch (None: from free GPU memory, 16 on the
+    CPU); ranking rows are bounded by tokens. `sync_every`, `kv_cache`: see `hpc_instruct.evaluate.generation`."""
 
-    batch_size: int = 16
+    batch_size: int | None = 16
     max_new_tokens: int = 1024
     rank_batch_tokens: int | None = None  # padded tokens per ranking forward; None: 2048 on CPU, 32768 on GPU
     compact_fraction: float = 0.5  # drop finished rows when they are at least this fraction of a batch
+    sync_every: int = 8  # decode steps between host checks for finished rows
+    kv_cache: KvCache = "dynamic"  # or "static": transformers' StaticCache, written in place
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,7 @@ class Inference:
         self.template = template
         self.tokenizer = template.tokenizer
         self.config = config
-        self.device = next(model.parameters()).device
+        self.device = model.get_input_embeddings().weight.device  # where inputs go (first device of a split)
         self.rank_batch_tokens = config.rank_batch_tokens or (32768 if self.device.type == "cuda" else 2048)
         self.stop_ids = torch.tensor(template.stop_token_ids(), device=self.device)
         pad = self.tokenizer.pad_token_id
@@ -98,18 +109,7 @@ class Inference:
     # ------------------------------------------------------------------------------------------ letters
     def letter_ids(self, letters: str) -> list[int]:
         """Token id of each option letter as the first token of a reply (how the template encodes "B")."""
-        ids = []
-        for letter in letters:
-            tokens = self.template.encode_batch([[("user", "?"), ("assistant", letter)]], train_on="last")[0]
-            scored = [
-                t for t, label in zip(tokens.input_ids, tokens.labels, strict=True) if label != IGNORE_INDEX
-            ]
-            if not scored:
-                raise ValueError(f"the template encodes the reply {letter!r} to no tokens")
-            ids.append(scored[0])
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"option letters {letters} share first tokens {ids}: letter log-probs would tie")
-        return ids
+        return letter_token_ids(self.template, letters)
 
     # --------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
@@ -120,8 +120,9 @@ class Inference:
         letter_ids = {s: self.letter_ids(s) for s in set(letters) if s}
         order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
         results: list[Generated | None] = [None] * len(encoded)
-        for b in range(0, len(order), self.config.batch_size):
-            batch = order[b : b + self.config.batch_size]
+        size = self.batch_size(len(encoded[order[0]])) if order else 1
+        for b in range(0, len(order), size):
+            batch = order[b : b + size]
             started = time.perf_counter()
             replies, stopped, logprobs = self._generate_batch(
                 [encoded[i] for i in batch], [letter_ids.get(letters[i], []) for i in batch]
@@ -141,56 +142,22 @@ class Inference:
         for r, p in enumerate(prompts):
             ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[r, width - len(p) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **self._keep_last
-        )
-        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-        logprobs = [tuple(first[r, letter_ids[r]].tolist()) if letter_ids[r] else () for r in range(n)]
-        cache = getattr(out, self._cache_arg)
-        can_compact = hasattr(cache, "batch_select_indices")
-        token = first.argmax(-1)
-        replies: list[list[int]] = [[] for _ in range(n)]
-        stopped = [False] * n
-        rows = torch.arange(n, device=self.device)  # batch row -> item of this batch
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        last_pos = positions[:, -1]
-        for step in range(self.config.max_new_tokens):
-            is_stop = torch.isin(token, self.stop_ids) & ~done
-            for item, t, s, d in zip(
-                rows.tolist(), token.tolist(), is_stop.tolist(), done.tolist(), strict=True
-            ):
-                if s:
-                    stopped[item] = True
-                elif not d:
-                    replies[item].append(t)
-            done = done | is_stop
-            if bool(done.all()) or step == self.config.max_new_tokens - 1:
-                break
-            if can_compact and int(done.sum()) >= self.config.compact_fraction * len(rows):
-                index = (~done).nonzero().squeeze(-1)  # finished rows leave the batch and the cache
-                cache.batch_select_indices(index)
-                rows, token, mask, last_pos, done = (
-                    rows[index],
-                    token[index],
-                    mask[index],
-                    last_pos[index],
-                    done[index],
-                )
-            token = token.masked_fill(done, self.pad_id)
-            mask = torch.cat([mask, (~done).long()[:, None]], dim=-1)
-            last_pos = last_pos + 1
-            out = self.model(
-                input_ids=token[:, None],
-                attention_mask=mask,
-                position_ids=last_pos[:, None],
-                use_cache=True,
-                **{self._cache_arg: cache},
-            )
-            cache = getattr(out, self._cache_arg)
-            token = out.logits[:, -1, :].argmax(-1)
-        return replies, stopped, logprobs
+        settings = DecodeSettings(self.config.max_new_tokens, self.config.compact_fraction,
+                                  self.config.sync_every, self.config.kv_cache)
+        out = greedy_batch(self.model, self._cache_arg, self._keep_last, ids.to(self.device), mask.to(self.device),
+                           self.stop_ids, self.pad_id, letter_ids, settings)
+        return out.replies, out.stopped, out.logprobs
+
+    def batch_size(self, longest_prompt: int) -> int:
+        """Prompts per generation batch: the configured number, or on a GPU (`batch_size=None`) as many as the
+        free memory holds KV cache and logits for (`generation.batch_for_memory`); 16 on the CPU."""
+        if self.config.batch_size is not None:
+            return self.config.batch_size
+        if self.device.type != "cuda":
+            return 16
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return batch_for_memory(free, kv_bytes_per_token(self.model), longest_prompt + self.config.max_new_tokens,
+                                self.model.config.vocab_size)
 
     # ------------------------------------------------------------------------------------------ ranking
     @torch.inference_mode()
@@ -298,6 +265,7 @@ class Inference:
         ).last_hidden_state
         predictors = torch.cat([last[index][:, None], t_hidden[:, :-1]], dim=1)
         tail_sum, tail_count = self._summed_ce(predictors, t_labels, m)
+        index = index.to(tail_sum.device)
         totals = (tail_sum + shared_sum[index]) / (tail_count + shared_count[index]).clamp(min=1)
         values = [math.exp(v) if v < 700 else math.inf for v in totals.tolist()]
         result, k = [], 0
@@ -311,6 +279,7 @@ class Inference:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row: the sum and count of cross-entropies of `targets` (IGNORE_INDEX skipped) predicted by
         `hidden` at the same positions; the output layer runs on the scored positions only."""
+        targets = targets.to(hidden.device)  # a model split over devices ends on its last one
         where = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
         ce = torch.nn.functional.cross_entropy(
             self._head(hidden[where]).float(), targets[where], reduction="none"
@@ -345,6 +314,20 @@ class Inference:
         )
         means = (totals / counts.clamp(min=1)).tolist()
         return [math.exp(m) if m < 700 else math.inf for m in means]
+
+
+def letter_token_ids(template: ChatTemplate, letters: str) -> list[int]:
+    """Token id of each option letter as the first token of a reply (how the template encodes "B")."""
+    ids = []
+    for letter in letters:
+        tokens = template.encode_batch([[("user", "?"), ("assistant", letter)]], train_on="last")[0]
+        scored = [t for t, label in zip(tokens.input_ids, tokens.labels, strict=True) if label != IGNORE_INDEX]
+        if not scored:
+            raise ValueError(f"the template encodes the reply {letter!r} to no tokens")
+        ids.append(scored[0])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"option letters {letters} share first tokens {ids}: letter log-probs would tie")
+    return ids
 
 
 def _common_prefix(rows: list[Any]) -> int:

@@ -3,14 +3,14 @@
 Every shard of an eval task is one Parquet file with exactly these columns (in this order). Provenance columns
 repeat per row (dictionary-encoded by Parquet, so they cost almost nothing) so any number in a plot can be
 traced to the exact run: study, trial and eval ids, data pin, template and tokenizer hashes, scorer and code
-versions, library versions.
+versions, library versions, and the generation engine (`hpc_instruct.evaluate.engines`).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `engine` (which generation engine produced the row)
 
 RESULT_SCHEMA = pa.schema([
     # identity
@@ -61,6 +61,7 @@ RESULT_SCHEMA = pa.schema([
     pa.field("scorer_version", pa.string()),
     pa.field("code_version", pa.string()),  # package version + git revision
     pa.field("library_versions", pa.string()),  # JSON {torch, transformers, megatron-core, ...}
+    pa.field("engine", pa.string()),  # native | vllm: what generated the response (ranking is always native)
 ])
 
 COLUMNS = tuple(RESULT_SCHEMA.names)

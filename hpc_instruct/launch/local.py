@@ -32,7 +32,7 @@ from hpc_instruct.launch.state import (
     record_submission,
     reserve_local_record,
 )
-from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, resources, thread_env
+from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, eval_ranks, resources, thread_env
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.study_dir import StudyDir
 
@@ -49,6 +49,8 @@ class LocalReport:
 
 
 def ranks_of(task: Task, ex: Expansion) -> int:
+    if task.stage == "eval":
+        return eval_ranks(task.group)  # a model split over GPUs: one rank per GPU
     if task.stage != "train":
         return 1
     t = ex.trial(task.id)

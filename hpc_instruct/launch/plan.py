@@ -82,8 +82,18 @@ def plan_dict(study: Study, ex: Expansion) -> dict:
         "jobs": [asdict(j) for j in jobs],
         "totals": totals(ex, jobs),
         "memory": memory_dict(study),
+        "eval_bill": _bill_dict(study, ex),
         "warnings": list(study.warnings),
     }
+
+
+def _bill_dict(study: Study, ex: Expansion) -> dict:
+    from hpc_instruct.launch.eval_bill import eval_bill
+
+    b = eval_bill(study, ex)
+    return {"gpu_hours": round(b.gpu_hours, 2), "by_part": {k: round(v, 2) for k, v in b.by_part.items()},
+            "by_job": {k: round(v, 2) for k, v in b.by_job.items()}, "engines": b.engines,
+            "lengths": b.lengths_source, "knobs": {k: round(v, 2) for k, v in b.knobs.items()}}
 
 
 def memory_dict(study: Study) -> dict:
@@ -108,7 +118,7 @@ def assumptions(study: Study) -> dict:
         "gpu_peak_tflops": ex.gpu_spec().peak_tflops(study.recipe.training.precision),
         "assumed_mfu": ex.assumed_mfu,
         "tokens_per_sample": study.facts.mean_tokens,
-        "eval_gpus": "one GPU per eval task: bf16 weights + KV cache (checked against the GPU's memory)",
+        "eval_gpus": "per eval task the fewest tensor-parallel GPUs holding bf16 weights + KV cache",
     }
 
 
@@ -157,8 +167,32 @@ def plan_table(study: Study, ex: Expansion, every_eval_task: bool = False) -> st
                 f"~{tot['train_gpu_hours']:.0f} training GPU-hours",
             f"assumptions: FLOPs = {a['flops']}; {a['gpu']} peak {a['gpu_peak_tflops']:g} TFLOP/s per GPU at MFU "
             f"{a['assumed_mfu']:g}; eval GPUs: {a['eval_gpus']}"]
+    out += _bill_lines(study, ex, tot["train_gpu_hours"])
     out += [f"warning: {w}" for w in study.warnings]
     return "\n".join(out)
+
+
+def _bill_lines(study: Study, ex: Expansion, train_hours: float) -> list[str]:
+    """Eval GPU-hours by part and array job, next to training's, and what each big knob would make them."""
+    from hpc_instruct.evaluate import throughput as t
+    from hpc_instruct.launch.eval_bill import CHARS_PER_TOKEN, eval_bill
+
+    b = eval_bill(study, ex)
+    if not b.gpu_hours:
+        return []
+    engines = ", ".join(f"{m} {e}" for m, e in b.engines.items())
+    lines = [f"eval bill: ~{b.gpu_hours:.0f} eval GPU-hours next to ~{train_hours:.0f} training GPU-hours "
+             f"(engines: {engines}; {study.recipe.execution.gpu_spec('eval').name})",
+             "  by part: " + ", ".join(f"{k} {v:.1f}" for k, v in b.by_part.items() if v),
+             "  by array job: " + ", ".join(f"{k} {v:.1f}" for k, v in b.by_job.items())]
+    if b.knobs:
+        lines.append("  knobs: " + "; ".join(f"{k} -> ~{v:.0f} ({(v - b.gpu_hours) / b.gpu_hours:+.0%})"
+                                             for k, v in b.knobs.items()))
+    lines.append(f"  eval assumptions: lengths {b.lengths_source} ({CHARS_PER_TOKEN:g} characters per token); "
+                 f"prefill at MFU {t.PREFILL_MFU:g}; decode at {t.DECODE_EFFICIENCY} of HBM bandwidth; "
+                 f"{t.RAMBLE:.0%} of replies run to max_new_tokens; task start {t.TASK_START_S} s + weights at "
+                 f"{t.LOAD_GB_S:g} GB/s")
+    return lines
 
 
 def _memory_lines(study: Study) -> list[str]:

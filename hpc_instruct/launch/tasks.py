@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_instruct.atomic import is_done
+from hpc_instruct.evaluate.engines import VLLM, resolve_engine
 from hpc_instruct.expansion import BASE_SOURCE, Expansion
 from hpc_instruct.hashing import digest
 from hpc_instruct.recipe.study import Study
@@ -38,17 +39,37 @@ class Resources:
     time_min: int
 
 
-def eval_gpus(num_parameters: int, device: str) -> int:
-    """GPUs one eval task uses: one on CUDA (the eval code loads the model onto one device; whether it fits is
-    checked at validation, `recipe.memory_checks`), none on CPU."""
-    return 1 if device == "cuda" else 0
+def eval_gpus(study: Study, model: str) -> int:
+    """GPUs one eval task of `model` holds: none on the CPU; on CUDA the fewest tensor-parallel ranks whose
+    fullest rank fits bf16 weights + KV cache (`recipe.memory_checks.eval_gpus`, at least
+    `execution.eval.gpus`; validation has refused a model that fits no width, so the widest is a fallback)."""
+    from hpc_instruct.recipe.memory_checks import eval_gpus as needed
+    from hpc_instruct.train.scale.memory import EVAL_TP_SIZES
+
+    m = study.model(model)
+    if m.device != "cuda":
+        return 0
+    return needed(study.shapes[model], study.recipe) or max(EVAL_TP_SIZES)
+
+
+def eval_group(gpus: int, engine: str) -> str:
+    """`<gpus>g`: one process per GPU (native: transformers' tensor parallelism over the ranks);
+    `<gpus>g-vllm`: one process holding every GPU (vLLM runs its own tensor-parallel workers)."""
+    return f"{gpus}g-{VLLM}" if engine == VLLM else f"{gpus}g"
+
+
+def eval_ranks(group: str) -> int:
+    """Processes one element of an eval group starts (one per GPU for native, one for vLLM, one on CPU)."""
+    gpus, _, engine = group.partition("g")
+    return 1 if engine or int(gpus) == 0 else int(gpus)
 
 
 def resources(study: Study, stage: str, group: str) -> Resources:
     """Resources of one array element, from the recipe's stage settings and the group's shape.
 
     train groups are `<nodes>n<gpus>g` (one rank per GPU, cpus_per_task CPUs each) or `<nodes>n<ranks>cpu`;
-    eval groups are `<gpus>g` (a model that does not fit one GPU is evaluated with tensor parallelism).
+    eval groups are `<gpus>g` (one rank per GPU: a model that does not fit one GPU is split over them by tensor
+    parallelism) or `<gpus>g-vllm` (one process, vLLM's tensor parallelism over the GPUs).
     """
     ex = study.recipe.execution
     cfg = getattr(ex, stage)
@@ -58,8 +79,8 @@ def resources(study: Study, stage: str, group: str) -> Resources:
         gpus = count if rest.endswith("g") else 0
         return Resources(int(nodes), count, gpus, cfg.cpus_per_task, cfg.mem_gb, cfg.time_min)
     if stage == "eval":
-        gpus = int(group.rstrip("g"))
-        return Resources(1, 1, gpus, cfg.cpus_per_task, cfg.mem_gb, cfg.time_min)
+        gpus = int(group.partition("g")[0])
+        return Resources(1, eval_ranks(group), gpus, cfg.cpus_per_task, cfg.mem_gb, cfg.time_min)
     return Resources(1, 1, cfg.gpus, cfg.cpus_per_task, cfg.mem_gb, cfg.time_min)
 
 
@@ -105,11 +126,11 @@ def build_tasks(study: Study, ex: Expansion) -> list[Task]:
         m = study.model(t.model)
         tasks.append(Task("train", t.id, _train_group(m, t), _rel(sdir.trial_summary(t.id)),
                           after=mixture_id(study, t), label=t.label, owner=t.id))
+    groups = {m.name: eval_group(eval_gpus(study, m.name), resolve_engine(study.recipe.evaluation.engine, m.device))
+              for m in study.recipe.models}
     for e in ex.eval_tasks:
         owner = ex.owner(e.trial)
-        m = study.model(owner.model)
-        gpus = eval_gpus(study.shapes[m.name].num_parameters, m.device)
-        group = f"{max(gpus, study.recipe.execution.eval.gpus) if gpus else 0}g"
+        group = groups[owner.model]
         tasks.append(Task("eval", e.id, group, _rel(sdir.eval_shard(e)),
                           after=e.trial if owner.source != BASE_SOURCE else "",
                           label=f"{e.trial}/{e.checkpoint}/{e.eval_set}#{e.shard}", owner=e.trial,

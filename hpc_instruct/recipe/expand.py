@@ -17,6 +17,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from hpc_instruct.evaluate.engines import NATIVE, resolve_engine
 from hpc_instruct.evaluate.partition import count_shards
 from hpc_instruct.expansion import Baseline, EvalTask, Expansion, Trial
 from hpc_instruct.hashing import EVAL_CODE_VERSION, TRAIN_CODE_VERSION, digest, identity
@@ -50,7 +51,9 @@ def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with
             trials.append(_trial(tid, label, source, m, shape, request, counts, synthetic, seed, recipe, facts))
     baselines = tuple(Baseline("b" + digest([model_digest[m.name], BASE], 15), m.name, _size(m))
                       for m in recipe.models) if recipe.evaluation.include_base else ()
-    tasks = _eval_tasks(recipe.evaluation, trials, baselines, facts, recipe.data.abilities) if with_eval else ()
+    engines = {m.name: resolve_engine(recipe.evaluation.engine, m.device) for m in recipe.models}
+    tasks = (_eval_tasks(recipe.evaluation, trials, baselines, facts, recipe.data.abilities, engines)
+             if with_eval else ())
     return Expansion(tuple(trials), baselines, tasks)
 
 
@@ -143,8 +146,11 @@ def _flops_per_token(shape: ModelShape, tp: int, pp: int, vpp: int, seq: int) ->
 
 
 def _eval_tasks(ev: EvalConfig, trials: list[Trial], baselines: tuple[Baseline, ...], facts: DataFacts,
-                abilities: tuple[str, ...]) -> tuple[EvalTask, ...]:
+                abilities: tuple[str, ...], engines: dict[str, str] | None = None) -> tuple[EvalTask, ...]:
+    """Every (owner, checkpoint, set, shard) task. `engines`: the resolved generation engine per model; a task
+    whose engine is not native hashes it (native tasks keep the ids they had before engines existed)."""
     settings = digest([identity(ev), EVAL_CODE_VERSION])
+    engines = engines or {}
     sets = [(a, s) for s in ev.splits for a in abilities] + [(o, "test") for o in ev.out_of_domain]
     # Shard ranges per set, computed once: [(shard, shards, start, stop), ...]. The count rule (every item costs
     # the same); hpc_instruct.evaluate.partition.plan_shards is the cost-aware alternative.
@@ -153,20 +159,22 @@ def _eval_tasks(ev: EvalConfig, trials: list[Trial], baselines: tuple[Baseline, 
     set_pin = {key: digest([facts.fingerprint, key]) for key in ranges}
     out: list[EvalTask] = []
 
-    def add(owner: str, checkpoint: str, split_filter) -> None:
+    def add(owner: str, checkpoint: str, split_filter, model: str) -> None:
+        engine = engines.get(model, NATIVE)
         for (a, s), shard_ranges in ranges.items():
             if not split_filter(s):
                 continue
             for i, k, start, stop in shard_ranges:
-                eid = "e" + digest([owner, checkpoint, set_pin[(a, s)], settings, start, stop], 15)
+                key = [owner, checkpoint, set_pin[(a, s)], settings, start, stop] + ([engine] if engine != NATIVE else [])
+                eid = "e" + digest(key, 15)
                 out.append(EvalTask(eid, owner, checkpoint, f"{a}/{s}", a, s, i, k, start, stop))
 
     for b in baselines:
-        add(b.id, BASE, lambda s: True)
+        add(b.id, BASE, lambda s: True, b.model)
     for trial in trials:
         chosen = trial.checkpoints if ev.checkpoints == "all" else trial.checkpoints[-1:]
         for e in chosen:
-            add(trial.id, epoch_name(e), lambda s: s == "valid" or ev.test_on == "all")
+            add(trial.id, epoch_name(e), lambda s: s == "valid" or ev.test_on == "all", trial.model)
         if ev.test_on == SELECTED:
-            add(trial.id, SELECTED, lambda s: s == "test")
+            add(trial.id, SELECTED, lambda s: s == "test", trial.model)
     return tuple(out)

@@ -2,7 +2,8 @@
 
 For each megatron model on CUDA: the fullest training rank must fit the GPU, a node's processes and
 checkpoint/export transients must fit `execution.train.mem_gb`, tensor parallelism must stay inside a node,
-and an eval task (one GPU: the eval code loads the model onto one device) must fit weights plus KV cache.
+and an eval task must fit weights plus KV cache on the GPUs it holds: the fewest tensor-parallel ranks
+(`eval_gpus`, at least `execution.eval.gpus`) that fit, one process per GPU (transformers' TP plan).
 A layout that does not fit is a problem at the model's line naming the smallest change that fits, written as
 overrides that can be pasted after the recipe (`hpci validate r.yaml models.big.tp=8 ...`).
 """
@@ -19,7 +20,7 @@ from hpc_instruct.train.scale.cache import rank_params
 from hpc_instruct.train.scale.costs import CheckpointSave, checkpoint_save
 from hpc_instruct.train.scale.fit import TrainFit, bigger_gpu, check_train, host_needed_gib, smallest_fix
 from hpc_instruct.train.scale.gpu import GpuSpec, larger_presets
-from hpc_instruct.train.scale.memory import Breakdown, EvalSetup, TrainSetup, gpu_eval
+from hpc_instruct.train.scale.memory import EVAL_TP_SIZES, Breakdown, EvalSetup, TrainSetup, eval_tp, gpu_eval
 from hpc_instruct.train.scale.ranks import LayoutKey
 
 
@@ -35,6 +36,7 @@ class ModelMemory:
     eval_gpu: str
     eval_gpu_gib: float
     save: CheckpointSave | None = None  # resume checkpoint size and save time (shown by plan, not enforced)
+    eval_tp: int = 1  # GPUs (tensor-parallel ranks) of one eval task
 
 
 def train_setup(m: ModelConfig, shape: ModelShape, recipe: Recipe) -> TrainSetup:
@@ -44,11 +46,27 @@ def train_setup(m: ModelConfig, shape: ModelShape, recipe: Recipe) -> TrainSetup
                       m.sequence_parallel, m.distributed_optimizer)
 
 
-def eval_setup(shape: ModelShape, recipe: Recipe, batch_size: int | None = None) -> EvalSetup:
+def eval_setup(shape: ModelShape, recipe: Recipe, batch_size: int | None = None, tp: int = 1) -> EvalSetup:
     ev = recipe.evaluation
     return EvalSetup(shape.num_parameters, shape.num_layers, shape.num_query_groups * shape.head_dim,
                      shape.hidden_size, shape.ffn_hidden_size, shape.vocab_size,
-                     batch_size or ev.batch_size, recipe.training.max_length, ev.max_new_tokens)
+                     batch_size or ev.batch_size, recipe.training.max_length, ev.max_new_tokens, tp)
+
+
+def eval_gpus(shape: ModelShape, recipe: Recipe) -> int | None:
+    """GPUs one eval task of a CUDA model holds: the fewest tensor-parallel ranks whose fullest rank fits
+    weights + KV cache on `execution.eval_gpu`, at least `execution.eval.gpus`; None when no width fits.
+
+    33B in bf16 (61 GiB of weights + 2 x 3072 tokens of KV cache) fits one 80 GB GPU; 70B (128 GiB) needs 2.
+    """
+    ex = recipe.execution
+    gpu = ex.gpu_spec("eval")
+    floor = max(1, ex.eval.gpus)
+    need = eval_tp(eval_setup(shape, recipe), gpu.memory_gib, shape.num_attention_heads, shape.num_query_groups,
+                   gpu.gpus_per_node)
+    if need is None:
+        return None
+    return max(need, floor)
 
 
 def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemory]:
@@ -64,10 +82,13 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
     if len(gpus) < 2:
         return {}
     gpu, eval_gpu = gpus["train"], gpus["eval"]
-    if ex.eval.gpus > 1:
+    if ex.eval.gpus > 1 and (ex.eval.gpus not in EVAL_TP_SIZES or ex.eval.gpus > eval_gpu.gpus_per_node):
+        widths = [t for t in EVAL_TP_SIZES if t <= eval_gpu.gpus_per_node]
         checker.problem(("execution", "eval", "gpus"),
-                        f"{ex.eval.gpus} GPUs requested, but an eval task loads its model onto one GPU",
-                        "set gpus: 1 (the memory check says whether the model fits one GPU)")
+                        f"{ex.eval.gpus} GPUs per eval task: the model is split over them by tensor parallelism, "
+                        f"which needs a width in {widths} ({eval_gpu.gpus_per_node} GPUs per {eval_gpu.name} node)",
+                        f"execution.eval.gpus={max(t for t in widths if t <= ex.eval.gpus)}")
+        return {}
     out: dict[str, ModelMemory] = {}
     for i, m in enumerate(recipe.models):
         shape = shapes.get(m.name)
@@ -84,18 +105,24 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
             continue  # reported by the layout checks
         setup = train_setup(m, shape, recipe)
         fit = check_train(setup, gpu, ex.train.mem_gb)
-        evaluation = gpu_eval(eval_setup(shape, recipe))
+        width = eval_gpus(shape, recipe)
+        evaluation = gpu_eval(eval_setup(shape, recipe, tp=width or max(EVAL_TP_SIZES)))
         save = checkpoint_save(setup.key, rank_params(setup.key), setup.value_bytes)
         out[m.name] = ModelMemory(m.name, gpu.name, gpu.memory_gib, fit, evaluation, eval_gpu.name, eval_gpu.memory_gib,
-                                  save)
+                                  save, width or 0)
         if not fit.gpu_ok:
             _gpu_problem(checker, at, m, fit, gpu)
         elif not fit.host_ok:
             checker.problem(("execution", "train", "mem_gb"),
                             f"a node training {m.name!r} needs {fit.host.describe()}, more than mem_gb={ex.train.mem_gb:g}",
                             f"execution.train.mem_gb={host_needed_gib(fit)}")
-        if evaluation.gib > eval_gpu.memory_gib:
+        if width is None:
             _eval_problem(checker, m, shape, recipe, eval_gpu, evaluation)
+        elif shape.num_attention_heads % width or shape.num_query_groups % width:
+            checker.problem(("execution", "eval", "gpus"),
+                            f"{width} GPUs cannot split {m.name!r}: tensor parallelism must divide its "
+                            f"{shape.num_attention_heads} attention heads and {shape.num_query_groups} key/value heads",
+                            f"execution.eval.gpus={eval_tp(eval_setup(shape, recipe), eval_gpu.memory_gib, shape.num_attention_heads, shape.num_query_groups, eval_gpu.gpus_per_node)}")
     return out
 
 
@@ -117,13 +144,17 @@ def _gpu_problem(checker, at: KeyPath, m: ModelConfig, fit: TrainFit, gpu: GpuSp
 
 
 def _eval_problem(checker, m: ModelConfig, shape: ModelShape, recipe: Recipe, gpu: GpuSpec, ev: Breakdown) -> None:
+    """No tensor-parallel width inside a node fits: name a smaller batch at the widest width, or a bigger GPU."""
+    widest = max(t for t in EVAL_TP_SIZES if t <= gpu.gpus_per_node and not shape.num_attention_heads % t
+                 and not shape.num_query_groups % t)
     fits = [b for b in range(recipe.evaluation.batch_size - 1, 0, -1)
-            if gpu_eval(eval_setup(shape, recipe, b)).gib <= gpu.memory_gib]
+            if gpu_eval(eval_setup(shape, recipe, b, widest)).gib <= gpu.memory_gib]
     bigger = [g.name for g in larger_presets(gpu) if g.memory_gib >= ev.gib]
     hint = (f"evaluation.batch_size={fits[0]}" if fits else
             f"execution.eval_gpu={bigger[0]}" if bigger else "a GPU with more memory (execution.eval_gpu)")
     checker.problem(("evaluation", "batch_size"),
-                    f"evaluating {m.name!r} on one {gpu.name} needs {ev.describe()}", hint)
+                    f"evaluating {m.name!r} on {widest} {gpu.name} (tensor parallel) needs {ev.describe()} per GPU",
+                    hint)
 
 
 def _text(value: object) -> str:

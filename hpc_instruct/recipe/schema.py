@@ -113,6 +113,9 @@ class EvalConfig:
     mc_mode: Literal["doit", "doit-text", "corrected"] = spec(
         "doit", help="scoring mode: the official rules (logit fallback for MC), the official text mode, or corrected")
     few_shot: int = spec(5, lo=0, help="shots for out-of-domain sets")
+    engine: Literal["auto", "native", "vllm"] = spec(
+        "auto", identity=False,  # hashed as resolved per model (recipe.expand), so `auto` == what it resolves to
+        help="generation engine: vllm (CUDA), native (our batched loop), auto = vllm on CUDA, native on CPU")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class GpuValues:
     fp16_tflops: float | None = spec(None, gt=0, help="default: bf16_tflops")
     fp32_tflops: float | None = spec(None, gt=0, help="TF32 peak fp32 training gets; default: bf16_tflops / 2")
     gpus_per_node: int = spec(8, lo=1, help="GPUs in one node; tensor parallelism stays inside a node")
+    memory_tbps: float | None = spec(None, gt=0, help="HBM bandwidth, TB/s (eval decode); default bf16_tflops / 150")
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ class ExecutionConfig:
         if isinstance(g, str):
             return gpu_preset(g)
         return GpuSpec("custom", g.memory_gib, g.bf16_tflops, g.fp16_tflops or g.bf16_tflops,
-                       g.fp32_tflops or g.bf16_tflops / 2, g.gpus_per_node)
+                       g.fp32_tflops or g.bf16_tflops / 2, g.gpus_per_node, g.memory_tbps or g.bf16_tflops / 150)
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,17 @@ def context(base: TaskContext) -> EvalContext:
 
 
 def run(ctx: EvalContext) -> Path:
-    """Evaluate the shard `ctx.task` names and write its Parquet file and marker (see the module docstring)."""
+    """Evaluate the shard `ctx.task` names and write its Parquet file and marker (see the module docstring).
+
+    Several ranks (a model split over the task's GPUs, `hpc_instruct.evaluate.sharded`) all compute; rank 0
+    writes. With the vLLM engine one process holds every GPU of the task.
+    """
+    from hpc_instruct.data.abilities import RANK3
     from hpc_instruct.evaluate.answering import answer_items
-    from hpc_instruct.evaluate.checkpoints import load_checkpoint
+    from hpc_instruct.evaluate.engines import NATIVE, resolve_engine
     from hpc_instruct.evaluate.results import build_table, scorer_version, write_shard
     from hpc_instruct.evaluate.sets import load_eval_set
+    from hpc_instruct.evaluate.sharded import barrier, world
 
     task, study, ev = ctx.task, ctx.study, ctx.study.recipe.evaluation
     _set_threads()
@@ -62,18 +68,59 @@ def run(ctx: EvalContext) -> Path:
     device = "cuda" if model_cfg.device == "cuda" and _cuda_available() else "cpu"
     if device != model_cfg.device:
         log.warning("model %s asks for CUDA but none is visible: evaluating on the CPU", ctx.owner.model)
-    loaded = load_checkpoint(ckpt, TEMPLATE_KINDS[study.recipe.training.template], study.shapes.get(ctx.owner.model),
-                             device)
+    engine = resolve_engine(ev.engine, model_cfg.device)  # as planned (and hashed), not as this node happens to be
+    kind = TEMPLATE_KINDS[study.recipe.training.template]
+    shape = study.shapes.get(ctx.owner.model)
+    batch = None if device == "cuda" else ev.batch_size  # on a GPU: as many rows as free memory holds
     started = time.perf_counter()
-    evidence = answer_items(loaded, items, ev.batch_size, ev.max_new_tokens)
-    rows = [_row(ctx, ckpt, eval_set, loaded, item, e) for item, e in zip(items, evidence, strict=True)]
-    digest = write_shard(build_table(rows), ctx.output)
-    write_marker(ctx.output, task.id, rows=len(rows), sha256=digest, checkpoint=ckpt.name,
-                 scorer_version=scorer_version(ev.mc_mode))
-    log.info("eval %s: %s %s items %d..%d on %s: %d rows in %.1f s, accuracy %.3f", task.id, ctx.owner.label,
-             task.eval_set, task.start, task.stop, ckpt.name, len(rows), time.perf_counter() - started,
-             sum(r["correct"] for r in rows) / max(1, len(rows)))
+    if engine == NATIVE:
+        loaded = _load_native(ckpt, kind, shape, device)
+        evidence = answer_items(loaded, items, batch, ev.max_new_tokens)
+        facts = loaded
+    else:
+        generated = any(it.format != RANK3 for it in items)
+        facts, generator = _vllm(ctx, ckpt, kind, shape, device, ev.max_new_tokens) if generated else (None, None)
+        loaded = _load_native(ckpt, kind, shape, device) if any(it.format == RANK3 for it in items) else None
+        facts = facts or loaded
+        evidence = answer_items(loaded, items, batch, ev.max_new_tokens, generator, engine)
+    rank, _ = world()
+    if rank == 0:
+        rows = [_row(ctx, ckpt, eval_set, facts, item, e) for item, e in zip(items, evidence, strict=True)]
+        digest = write_shard(build_table(rows), ctx.output)
+        write_marker(ctx.output, task.id, rows=len(rows), sha256=digest, checkpoint=ckpt.name,
+                     scorer_version=scorer_version(ev.mc_mode), engine=engine)
+        log.info("eval %s: %s %s items %d..%d on %s (%s): %d rows in %.1f s, accuracy %.3f", task.id,
+                 ctx.owner.label, task.eval_set, task.start, task.stop, ckpt.name, engine, len(rows),
+                 time.perf_counter() - started, sum(r["correct"] for r in rows) / max(1, len(rows)))
+    barrier()  # every rank leaves the task together, so none sees the marker early and skips a task alone
     return ctx.output
+
+
+def _load_native(ckpt, kind: str, shape, device: str):
+    """The model on this process's GPU (or CPU), or split over the task's ranks when there are several."""
+    from hpc_instruct.evaluate.checkpoints import load_checkpoint
+    from hpc_instruct.evaluate.sharded import load_tensor_parallel, world
+
+    _, size = world()
+    return load_tensor_parallel(ckpt, kind, shape, device) if size > 1 else load_checkpoint(ckpt, kind, shape, device)
+
+
+def _vllm(ctx: EvalContext, ckpt, kind: str, shape, device: str, max_new_tokens: int):
+    """(model facts for the rows, a `VllmEngine` over every visible GPU) for the checkpoint."""
+    from hpc_instruct.evaluate.engines import EngineUnavailable, require_vllm
+    from hpc_instruct.evaluate.sharded import folder_facts, materialized_folder
+    from hpc_instruct.evaluate.vllm_engine import VllmEngine
+
+    require_vllm(ctx.owner.model, ctx.study.recipe.evaluation.engine)
+    if device != "cuda":
+        raise EngineUnavailable(f"model {ctx.owner.model!r} is evaluated with vLLM, which needs CUDA, and none is "
+                                "visible: run on a GPU node or set evaluation.engine=native")
+    import torch
+
+    folder = materialized_folder(ckpt, kind, shape)
+    facts = folder_facts(folder, kind)
+    length = ctx.study.recipe.training.max_length + max_new_tokens
+    return facts, VllmEngine(folder, facts.template, max_new_tokens, torch.cuda.device_count(), max_model_len=length)
 
 
 def resolve_checkpoint(ctx: EvalContext):
@@ -142,7 +189,7 @@ def _row(ctx: EvalContext, ckpt, eval_set, loaded, item, e) -> dict[str, Any]:
         "data_fingerprint": f"{ctx.study.facts.fingerprint}|{eval_set.name}:sha256:{eval_set.sha256}",
         "template_hash": loaded.template_hash, "tokenizer_hash": loaded.tokenizer_hash,
         "scorer_version": scorer_version(mode), "code_version": code_version(),
-        "library_versions": library_versions_json(),
+        "library_versions": library_versions_json(), "engine": e.engine,
     }  # fmt: skip
 
 

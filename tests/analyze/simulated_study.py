@@ -281,5 +281,6 @@ def _rows(
         "scorer_version": const("doit-scoring-1", pa.string()),
         "code_version": const(SIMULATED_VERSION, pa.string()),
         "library_versions": const(versions, pa.string()),
+        "engine": const("native", pa.string()),
     }
     return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in RESULT_SCHEMA], schema=RESULT_SCHEMA)

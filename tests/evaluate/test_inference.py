@@ -90,8 +90,11 @@ def hf_greedy(model, template: ChatTemplate, prompt, max_new_tokens: int) -> tup
     return (new, False) if cut is None else (new[:cut], True)
 
 
-@pytest.mark.parametrize("compact", [0.0, 2.0])  # drop finished rows at once / never
-def test_batched_greedy_equals_transformers_generate(demo_root, doit_template, compact):
+@pytest.mark.parametrize(
+    "compact,sync_every,kv_cache",
+    [(0.0, 1, "dynamic"), (2.0, 1, "dynamic"), (0.5, 5, "dynamic"), (0.0, 3, "static")],
+)  # drop finished rows at once / never / when half; host checks every token or every k; static KV cache
+def test_batched_greedy_equals_transformers_generate(demo_root, doit_template, compact, sync_every, kv_cache):
     tok = doit_template.tokenizer
     model = with_stop_bias(tiny_llama(len(tok)), doit_template.eot_id, 0.35)
     items = [
@@ -100,7 +103,11 @@ def test_batched_greedy_equals_transformers_generate(demo_root, doit_template, c
         for it in load_eval_set(demo_root, s, "valid").items[:8]
     ]
     engine = Inference(
-        model, doit_template, InferenceConfig(batch_size=7, max_new_tokens=12, compact_fraction=compact)
+        model,
+        doit_template,
+        InferenceConfig(
+            batch_size=7, max_new_tokens=12, compact_fraction=compact, sync_every=sync_every, kv_cache=kv_cache
+        ),
     )
     got = engine.generate([it.prompt for it in items])
     stopped = 0
@@ -195,3 +202,17 @@ def test_native_template_generation_matches_transformers(demo_root, native_templ
         ids, _ = hf_greedy(model, native_template, it.prompt, 6)
         assert g.text == native_template.tokenizer.decode(ids, skip_special_tokens=True)
         assert len(g.letter_logprobs) == 4
+
+
+def test_batch_size_from_memory():
+    from hpc_instruct.evaluate.generation import batch_for_memory, kv_bytes_per_token
+
+    # the docstring's example: 40 GiB free, 13B Llama (800 KiB of keys and values per token), 3072 tokens per row
+    assert batch_for_memory(40 * 2**30, 40 * 5120 * 2 * 2, 3072, 49953) == 13
+    assert batch_for_memory(10, 1000, 100, 10) == 1  # never below one row
+    assert batch_for_memory(2**50, 1, 1, 1, cap=64) == 64
+    model = tiny_llama(300)  # 2 layers x 2 key/value heads x 16 dims x (keys, values) x 4 bytes (fp32)
+    assert kv_bytes_per_token(model) == 2 * 2 * 2 * 16 * 4
+    engine = Inference(model, ChatTemplate(load_tokenizer("builtin"), TemplateConfig("doit")),
+                       InferenceConfig(batch_size=None))
+    assert engine.batch_size(100) == 16  # CPU: the fixed default

@@ -27,7 +27,7 @@ training: {{epochs: 1, max_length: 2048}}
 evaluation: {{batch_size: 2}}
 execution:
   gpu: a100-80g
-  eval_gpu: h200-141g   # one eval task = one GPU; 70B in bf16 is 128 GiB
+  eval_gpu: h200-141g   # one h200 holds 70B in bf16 (128 GiB) + KV cache at batch 2
   train: {{mem_gb: 1024}}
 """
 
@@ -77,13 +77,30 @@ def test_host_memory_shortfall_names_the_memory_needed(write_recipe, capsys):
     assert main(["validate", str(write_recipe(BIG)), *args[:-1], f"execution.train.mem_gb={needed}"]) == 0
 
 
-def test_eval_that_does_not_fit_one_gpu_and_eval_gpus_the_code_cannot_use(write_recipe, capsys):
+def test_eval_tasks_hold_the_gpus_weights_and_kv_cache_need(write_recipe, capsys):
+    from hpc_instruct.launch.tasks import build_tasks, resources
+    from hpc_instruct.recipe.study import load_study
+
     args = ["models.big.tp=8", "models.big.pp=4", "models.big.dp=2", "models.big.nodes=8",
             "models.big.sequence_parallel=true"]
-    assert main(["validate", str(write_recipe(BIG)), *args, "execution.eval_gpu=h100-80g", "execution.eval.gpus=2"]) == 2
-    problems = _problems(capsys)
-    assert any("execution.eval.gpus: 2 GPUs requested, but an eval task loads its model onto one GPU" in p for p in problems)
-    assert any("evaluating 'big' on one h100-80g needs" in p and "execution.eval_gpu=h200-141g" in p for p in problems)
+    path = write_recipe(BIG)
+    # 70B in bf16 is 128 GiB of weights: two h100-80g hold it (tensor parallel), so validation accepts it
+    assert main(["validate", str(path), *args, "execution.eval_gpu=h100-80g"]) == 0
+    for engine, group, ranks in (("native", "2g", 2), ("vllm", "2g-vllm", 1)):
+        study = load_study(path, (*args, "execution.eval_gpu=h100-80g", f"evaluation.engine={engine}"))
+        assert study.memory["big"].eval_tp == 2 and study.memory["big"].eval.gib < study.memory["big"].eval_gpu_gib
+        groups = {t.group for t in build_tasks(study, study.expand()) if t.stage == "eval"}
+        assert groups == {group}
+        r = resources(study, "eval", group)
+        assert (r.gpus_per_node, r.tasks_per_node) == (2, ranks)  # native: one rank per GPU; vLLM: one process
+    # the fewest GPUs that fit: one h200-141g holds 70B at batch 2
+    assert load_study(path, tuple(args)).memory["big"].eval_tp == 1
+    # a width tensor parallelism cannot use, and a GPU too small even at 8 ranks
+    assert main(["validate", str(path), *args, "execution.eval.gpus=3"]) == 2
+    assert any("execution.eval.gpus: 3 GPUs per eval task" in p and "execution.eval.gpus=2" in p for p in _problems(capsys))
+    small = BIG.replace("  eval_gpu: h200-141g", "  eval_gpu: {{memory_gib: 12, bf16_tflops: 100}}")
+    assert main(["validate", str(write_recipe(small)), *args]) == 2
+    assert any("evaluating 'big' on 8 custom (tensor parallel) needs" in p for p in _problems(capsys))
 
 
 def test_gpu_by_values_and_a_misspelt_preset(write_recipe, capsys):

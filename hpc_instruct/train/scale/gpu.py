@@ -24,6 +24,7 @@ class GpuSpec:
         bf16_tflops / fp16_tflops: dense tensor-core peak.
         fp32_tflops: the peak fp32 training gets: TF32 tensor cores (megatron enables TF32 matmuls).
         gpus_per_node: GPUs in one node of this kind (DGX/HGX: 8); tensor parallelism stays inside a node.
+        memory_tbps: HBM bandwidth, TB/s (what bounds a decode step: `hpc_instruct.evaluate.throughput`).
     """
 
     name: str
@@ -32,16 +33,17 @@ class GpuSpec:
     fp16_tflops: float
     fp32_tflops: float
     gpus_per_node: int = 8
+    memory_tbps: float = 2.0
 
     def peak_tflops(self, precision: Precision) -> float:
         return {"bf16": self.bf16_tflops, "fp16": self.fp16_tflops, "fp32": self.fp32_tflops}[precision]
 
 
 GPU_PRESETS: dict[str, GpuSpec] = {
-    "a100-40g": GpuSpec("a100-40g", 40.0, 312.0, 312.0, 156.0),
-    "a100-80g": GpuSpec("a100-80g", 80.0, 312.0, 312.0, 156.0),
-    "h100-80g": GpuSpec("h100-80g", 81559 / 1024, 989.0, 989.0, 494.5),
-    "h200-141g": GpuSpec("h200-141g", 143771 / 1024, 989.0, 989.0, 494.5),
+    "a100-40g": GpuSpec("a100-40g", 40.0, 312.0, 312.0, 156.0, 8, 1.555),
+    "a100-80g": GpuSpec("a100-80g", 80.0, 312.0, 312.0, 156.0, 8, 2.039),
+    "h100-80g": GpuSpec("h100-80g", 81559 / 1024, 989.0, 989.0, 494.5, 8, 3.35),
+    "h200-141g": GpuSpec("h200-141g", 143771 / 1024, 989.0, 989.0, 494.5, 8, 4.8),
 }
 
 

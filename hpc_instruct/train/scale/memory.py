@@ -38,7 +38,7 @@ workspace) and a FRAGMENTATION share of the modelled tensors for the caching all
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from hpc_instruct.train.scale.buffers import fullest_static
@@ -211,7 +211,7 @@ def host_train(setup: TrainSetup, rank: RankParams, export_bytes: int = 2) -> Br
 
 @dataclass(frozen=True)
 class EvalSetup:
-    """One eval task: the model on one GPU in bf16, generating for `batch_size` prompts."""
+    """One eval task: the model in bf16 over `tp` GPUs (tensor parallel), generating for `batch_size` prompts."""
 
     shape_params: int  # the HF model's parameters (unpadded vocabulary)
     num_layers: int
@@ -222,19 +222,29 @@ class EvalSetup:
     batch_size: int
     max_length: int  # prompt tokens at most (the training max_length)
     max_new_tokens: int
+    tp: int = 1  # GPUs the model is split over (transformers' tensor-parallel plan, one rank per GPU)
+
+
+EVAL_TP_SIZES = (1, 2, 4, 8)  # tensor-parallel widths an eval task may use (powers of two inside a node)
 
 
 def gpu_eval(setup: EvalSetup) -> Breakdown:
-    """Weights + KV cache at the eval batch size and the longest prompt plus reply, on one GPU (bf16).
+    """Weights + KV cache of one eval GPU at the eval batch size and the longest prompt plus reply (bf16).
 
-    KV cache: 2 (keys, values) x layers x kv_width x 2 bytes per token, for batch x (max_length +
-    max_new_tokens) tokens. Working set: one layer's prefill (SwiGLU intermediate, 3 x f wide, bf16) and the
-    last position's fp32 logits.
+    Tensor parallelism (`setup.tp`, transformers' plan for Llama/Qwen2): attention and MLP projections and the
+    output layer are split over the ranks; the input embedding and the norms are replicated on each
+    (an output layer tied to the embedding counts once, replicated). KV cache:
+    2 (keys, values) x layers x kv_width / tp x 2 bytes per token, for batch x (max_length + max_new_tokens)
+    tokens. Working set: one layer's prefill (SwiGLU intermediate, 3 x f / tp wide, bf16) and the last
+    position's fp32 logits (gathered over the ranks, so full width).
     """
+    t = setup.tp
+    embedding = setup.vocab_size * setup.hidden_size
+    weights = 2 * (embedding + (setup.shape_params - embedding) // t) if t > 1 else 2 * setup.shape_params
     tokens = setup.batch_size * (setup.max_length + setup.max_new_tokens)
-    weights = 2 * setup.shape_params
-    kv = 2 * setup.num_layers * setup.kv_width * 2 * tokens
-    work = 3 * 2 * setup.batch_size * setup.max_length * setup.ffn_hidden_size + 4 * setup.batch_size * setup.vocab_size
+    kv = 2 * setup.num_layers * setup.kv_width * 2 * tokens // t
+    work = (3 * 2 * setup.batch_size * setup.max_length * setup.ffn_hidden_size // t
+            + 4 * setup.batch_size * setup.vocab_size)
     tensors = weights + kv + work
     return Breakdown((("weights", weights), ("kv cache", kv), ("prefill", work),
                       ("framework", int(FRAMEWORK_GIB * GIB)), ("margin", int(FRAGMENTATION * tensors))))
@@ -246,3 +256,14 @@ def forward_activation_bytes(setup: TrainSetup, layers: int, first: bool = True,
     stage. The recompute-in-backward extra and the logits' transient peak are not included."""
     return (layers * layer_activation_bytes(setup) + (embedding_activation_bytes(setup) if first else 0)
             + (head_activation_bytes(setup) if last else 0))
+
+
+def eval_tp(setup: EvalSetup, gpu_gib: float, heads: int, kv_heads: int, per_node: int) -> int | None:
+    """The fewest GPUs (a tensor-parallel width in `EVAL_TP_SIZES` dividing the attention heads and key/value
+    heads, at most `per_node`) whose fullest rank holds the eval working set; None when no width fits."""
+    for t in EVAL_TP_SIZES:
+        if t > per_node or heads % t or kv_heads % t:
+            continue
+        if gpu_eval(replace(setup, tp=t)).gib <= gpu_gib:
+            return t
+    return None
