@@ -1,4 +1,7 @@
-"""`hpci plan`'s eval bill against a hand computation for a small recipe, and lengths measured on eval files."""
+"""`hpci plan`'s eval bill against a hand computation for a small recipe, and lengths measured on eval files.
+
+Covers: hpc_instruct.launch.eval_bill, hpc_instruct.evaluate.throughput (the per-shard time model the bill uses).
+"""
 
 from __future__ import annotations
 
