@@ -60,6 +60,7 @@ class BackendSettings:
     accumulation: int
     optimizer: AdamWSettings
     seed: int
+    max_length: int = 2048  # tokens per row (sizes fp16's first loss scale)
 
     @classmethod
     def from_recipe(
@@ -83,6 +84,7 @@ class BackendSettings:
             accumulation,
             adamw,
             seed,
+            training.max_length,
         )
 
     def layout(self) -> dict[str, Any]:
