@@ -69,6 +69,110 @@ def scenario_fp16(layout_name: str, steps: int = 4) -> dict:
     return report
 
 
+class FakeFusedAdam(torch.optim.AdamW):
+    """Stands in for Transformer Engine's FusedAdam, which cannot install without CUDA: it keeps the step in its
+    param groups, and its per-parameter state may hold only the Adam moments (a `step` there breaks TE)."""
+
+    ALLOWED = {"exp_avg", "exp_avg_sq"}
+
+    def __init__(self, params, adam_w_mode: bool = True, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+
+    def __setstate__(self, state: dict) -> None:  # torch's Adam insists on a per-parameter step here
+        torch.optim.Optimizer.__setstate__(self, state)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["step"] = group.get("step", 0) + 1
+            for p in group["params"]:
+                extra = set(self.state[p]) - self.ALLOWED
+                if extra:
+                    raise KeyError(f"FusedAdam state holds unknown keys {sorted(extra)}")
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+                b1, b2 = group["betas"]
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                st["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                t = group["step"]
+                denom = (st["exp_avg_sq"] / (1 - b2**t)).sqrt_().add_(group["eps"])
+                p.addcdiv_(st["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+
+
+def _use_fake_fused_adam() -> None:
+    """Make megatron-core build and checkpoint its optimizer as it does where TE is installed."""
+    import megatron.core.optimizer as mo
+    import megatron.core.optimizer.distrib_optimizer as do
+
+    mo.Adam, mo.USING_PYTORCH_OPTIMIZER = FakeFusedAdam, False
+    do.HAVE_APEX_OR_TE, do.USING_TE_OPTIMIZER = True, True
+
+
+def scenario_resume(save_layout: str, load_layouts: list[str], ckpt: Path, asynchronous: bool,
+                    fused: bool) -> dict:
+    """Two steps at `save_layout`, save, two more (the reference); then per load layout: load, two steps.
+
+    Also reports what each rank wrote (bytes of its optimizer shard) and the per-parameter state keys.
+    """
+    from megatron.core import parallel_state
+
+    from hpc_instruct.train.megatron import checkpoint
+
+    if fused:
+        _use_fake_fused_adam()
+    trainer = _trainer(save_layout)
+    batch = training_batch(LLAMA.vocab_size)
+    for _ in range(2):
+        trainer.train_step(_mine(batch))
+    pending = checkpoint.save_training_state(trainer.chunks, trainer.optimizer, ckpt, asynchronous=asynchronous)
+    reference = [trainer.train_step(_mine(batch))[0] for _ in range(2)]  # overlaps the asynchronous write
+    if pending is not None:
+        pending.done(blocking=True)
+    parallel.teardown(keep_process_group=True)
+    files = sorted((ckpt / checkpoint.OPTIMIZER_DIR).glob("rank-*.safetensors"))
+    report = {"reference": reference, "shard_bytes": [f.stat().st_size for f in files], "loads": {}}
+    for name in load_layouts:
+        trainer = _trainer(name)
+        checkpoint.load_training_state(trainer.chunks, trainer.optimizer, ckpt)
+        inner = trainer.optimizer.chained_optimizers[0].optimizer
+        keys = sorted({k for st in inner.state.values() for k in st})
+        loss = [trainer.train_step(_mine(batch))[0] for _ in range(2)]
+        report["loads"][name] = {"loss": loss, "state_keys": keys,
+                                 "dp": parallel_state.get_data_parallel_world_size()}
+        parallel.teardown(keep_process_group=True)
+    return report
+
+
+def scenario_export(layout_name: str, folder: Path) -> dict:
+    """Export the converted tiny model with a 100 kB shard limit; rank 0 loads it with transformers."""
+    from hpc_instruct.train.megatron import convert
+
+    trainer = _trainer(layout_name)
+    convert.save_hf_folder(trainer.chunks, LLAMA, folder, torch.float32, max_shard_bytes=100_000)
+    parallel.teardown(keep_process_group=True)
+    report = {}
+    if torch.distributed.get_rank() == 0:
+        from transformers import AutoModelForCausalLM
+
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        expected = reference_hf(LLAMA).state_dict()
+        got = model.state_dict()
+        report = {
+            "files": sorted(p.name for p in folder.glob("*.safetensors")),
+            "indexed_files": sorted(set(index["weight_map"].values())),
+            "total_size": index["metadata"]["total_size"],
+            "identical": got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got),
+            "leftovers": sorted(p.name for p in folder.glob(".*")),
+        }
+    torch.distributed.barrier()
+    return report
+
+
 def main(argv: list[str]) -> None:
     from hpc_instruct.train.megatron.model import ParallelLayout
 
@@ -77,6 +181,10 @@ def main(argv: list[str]) -> None:
     parallel.teardown(keep_process_group=True)
     if scenario == "fp16":
         report = scenario_fp16(argv[2])
+    elif scenario == "resume":  # SAVE_LAYOUT CKPT sync|async torch|fused LOAD_LAYOUT...
+        report = scenario_resume(argv[2], argv[6:], Path(argv[3]), argv[4] == "async", argv[5] == "fused")
+    elif scenario == "export":
+        report = scenario_export(argv[2], Path(argv[3]))
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     if torch.distributed.get_rank() == 0:

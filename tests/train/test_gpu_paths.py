@@ -60,3 +60,58 @@ def test_fp16_trains_with_dynamic_loss_scaling_and_skips_overflows(tmp_path: Pat
     assert r["losses"][-1] < r["losses"][0] - 0.3
     assert r["overflow_norms"] == ["nan", "nan"] and r["skipped"] == 2 and r["weights_unchanged"]
     assert r["scale_after"] == 2.0**59  # 2**60 forced; halved once hysteresis (2 overflows) is used up
+
+
+# ------------------------------------------------------------------------------------ resume checkpoints
+def test_flat_range_boxes_cover_the_range_once_in_order() -> None:
+    from hpc_instruct.train.megatron.optimizer_shards import flat_range_boxes
+
+    shape = (3, 4, 5)
+    for start, end in [(0, 60), (7, 53), (21, 23), (5, 40), (0, 1), (59, 60)]:
+        seen = torch.zeros(shape, dtype=torch.int)
+        flat = start
+        for at, (offsets, sizes) in flat_range_boxes(shape, start, end):
+            assert at == flat  # boxes are contiguous and in flat order
+            seen[tuple(slice(o, o + s) for o, s in zip(offsets, sizes, strict=True))] += 1
+            flat += int(torch.tensor(sizes).prod())
+        expected = torch.zeros(60, dtype=torch.int)
+        expected[start:end] = 1
+        assert flat == end and torch.equal(seen.flatten(), expected)
+
+
+PARAMS = 217_664  # the tiny LLAMA of megatron_worker, vocabulary padded to 256; 3 fp32 states of 4 bytes each
+
+
+@pytest.mark.slow
+def test_resume_state_is_written_by_every_rank_and_reshards_tp_to_dp_and_pp(tmp_path: Path) -> None:
+    """Saved at TP=2 (torch AdamW), loaded at TP=1 x DP=2 and at PP=2: the next step's loss is unchanged."""
+    r = run_worker(tmp_path, 2, "resume", "tp2-dist", str(tmp_path / "ck"), "sync", "torch", "tp1-dist", "pp2-dist")
+    assert set(r["loads"]) == {"tp1-dist", "pp2-dist"}
+    for name, load in r["loads"].items():
+        assert load["loss"] == pytest.approx(r["reference"], abs=1e-6), name  # two steps after the load
+    # every element once: TP-replicated norms are written by their main replica only
+    assert 12 * PARAMS < sum(r["shard_bytes"]) < 1.03 * 12 * PARAMS  # + safetensors headers
+
+
+@pytest.mark.slow
+def test_async_resume_save_spreads_dp_shards_and_keeps_fused_adam_state_clean(tmp_path: Path) -> None:
+    """DP=2 ranks each write half the optimizer state, in the background, while the next step runs; loaded at
+    TP=2 and PP=2 into megatron-core's TE code path (a stand-in FusedAdam: TE cannot install without CUDA),
+    whose per-parameter state must not gain a `step`."""
+    r = run_worker(tmp_path, 2, "resume", "tp1-dist", str(tmp_path / "ck"), "async", "fused", "tp2-dist", "pp2-dist")
+    a, b = r["shard_bytes"]
+    assert a == pytest.approx(b, rel=0.02) and 12 * PARAMS < a + b < 1.03 * 12 * PARAMS
+    for name, load in r["loads"].items():
+        assert load["loss"] == pytest.approx(r["reference"], abs=1e-6), name  # two steps after the load
+        assert load["state_keys"] == ["exp_avg", "exp_avg_sq"], name
+
+
+# ------------------------------------------------------------------------------------------------ HF export
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["tp2", "pp2"])
+def test_export_writes_size_limited_shards_with_the_index_transformers_reads(tmp_path: Path, layout: str) -> None:
+    r = run_worker(tmp_path, 2, "export", layout, str(tmp_path / "hf"))
+    assert len(r["files"]) > 2 and r["files"] == r["indexed_files"]
+    assert r["files"][0] == f"model-00001-of-{len(r['files']):05d}.safetensors"
+    assert r["total_size"] == 4 * (217_664 - 2 * 6 * 64)  # fp32, without the 6 padded vocabulary rows x 2
+    assert r["identical"] and r["leftovers"] == []

@@ -29,6 +29,7 @@ from hpc_instruct.train.presets import ModelShape
 
 class MegatronBackend:
     name = "megatron"
+    supports_async_save = True  # save_state(directory, asynchronous=True) returns a checkpoint.PendingSave
 
     def __init__(
         self, settings: BackendSettings, shape: ModelShape, weights: Mapping[str, torch.Tensor]
@@ -56,7 +57,7 @@ class MegatronBackend:
         layout = ParallelLayout(
             settings.tp, settings.pp, settings.vpp if settings.vpp > 1 else None, settings.sequence_parallel
         )
-        parallel.initialize(layout, settings.seed)
+        parallel.initialize(layout, settings.seed, settings.dist_timeout_minutes)
         dtype_name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[settings.precision]
         self.dtype = getattr(torch, dtype_name)
         options = ModelOptions(
@@ -106,8 +107,8 @@ class MegatronBackend:
         # megatron computes the norm only when it clips; with grad_clip 0 there is no norm to report.
         return StepStats(loss, grad_norm if self.settings.optimizer.grad_clip > 0 else float("nan"))
 
-    def save_state(self, directory: Path) -> None:
-        checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
+    def save_state(self, directory: Path, asynchronous: bool = False) -> checkpoint.PendingSave | None:
+        return checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory, asynchronous)
 
     def load_state(self, directory: Path) -> None:
         checkpoint.load_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
