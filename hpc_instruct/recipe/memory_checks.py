@@ -89,9 +89,26 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
             checker.problem(("execution", "train", "mem_gb"),
                             f"a node training {m.name!r} needs {fit.host.describe()}, more than mem_gb={ex.train.mem_gb:g}",
                             f"execution.train.mem_gb={host_needed_gib(fit)}")
+        if fit.ok:  # a layout that does not fit is reported as such; its save time would change with the fix
+            _signal_check(checker, m, setup)
         if evaluation.gib > eval_gpu.memory_gib:
             _eval_problem(checker, m, shape, recipe, eval_gpu, evaluation)
     return out
+
+
+def _signal_check(checker, m: ModelConfig, setup: TrainSetup) -> None:
+    """The warning signal must leave time for a synchronous resume save (1.5x the estimate, plus a margin)."""
+    from hpc_instruct.train.scale.cache import rank_params
+    from hpc_instruct.train.scale.memory import SAVE_MARGIN_S, save_seconds
+
+    ex = checker.recipe.execution
+    seconds = max(save_seconds(setup, r, ex.filesystem_gbps) for r in rank_params(setup.key))
+    needed = int(1.5 * seconds + SAVE_MARGIN_S)
+    if ex.warning_signal_s < needed:
+        checker.problem(("execution", "warning_signal_s"),
+                        f"a resume save of {m.name!r} takes ~{seconds:.0f} s (a node writes its ranks' shards at "
+                        f"filesystem_gbps={ex.filesystem_gbps:g} GB/s), more than the {ex.warning_signal_s} s "
+                        f"warning signal leaves", f"execution.warning_signal_s={-(-needed // 30) * 30}")
 
 
 def _gpu_problem(checker, at: KeyPath, m: ModelConfig, fit: TrainFit, gpu: GpuSpec) -> None:

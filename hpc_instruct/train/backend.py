@@ -61,6 +61,7 @@ class BackendSettings:
     optimizer: AdamWSettings
     seed: int
     max_length: int = 2048  # tokens per row (sizes fp16's first loss scale)
+    dist_timeout_minutes: int = 30
 
     @classmethod
     def from_recipe(
@@ -85,6 +86,7 @@ class BackendSettings:
             adamw,
             seed,
             training.max_length,
+            training.dist_timeout_minutes,
         )
 
     def layout(self) -> dict[str, Any]:

@@ -40,7 +40,9 @@ def compute_device(settings: BackendSettings) -> torch.device:
             raise RuntimeError(
                 "model.device is cuda but this node has no GPU: set device: cpu to train on CPU"
             )
-        index = int(os.environ.get("LOCAL_RANK", 0))
+        from hpc_instruct.train.distributed import device_index
+
+        index = device_index(int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count())
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device("cpu")

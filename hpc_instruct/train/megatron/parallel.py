@@ -49,6 +49,7 @@ def initialize(layout: ParallelLayout, seed: int, timeout_minutes: int = 30) -> 
     before initializing another layout in the same processes.
     """
     cpu_compat.install()
+    distributed.set_comm_env(layout.tensor)
     distributed.init(timeout_s=timeout_minutes * 60)
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=layout.tensor,
