@@ -68,9 +68,11 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
     out: dict[str, ModelMemory] = {}
     for i, m in enumerate(recipe.models):
         shape = shapes.get(m.name)
+        at: KeyPath = ("models", i)
+        if shape is not None and m.device == "cuda" and m.backend == "hf":
+            _hf_check(checker, at, m, shape, gpu)
         if shape is None or m.device != "cuda" or m.backend != "megatron":
             continue
-        at: KeyPath = ("models", i)
         per_node = m.gpus_per_node or (m.tp * m.pp * m.dp) // m.nodes
         if m.tp > min(per_node, gpu.gpus_per_node):
             checker.problem(at + ("tp",), f"tp={m.tp} spans nodes: a node has {min(per_node, gpu.gpus_per_node)} "
@@ -94,6 +96,22 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
         if evaluation.gib > eval_gpu.memory_gib:
             _eval_problem(checker, m, shape, recipe, eval_gpu, evaluation)
     return out
+
+
+HF_BYTES_PER_PARAM = 16  # hf backend: fp32 weights, fp32 gradients, two fp32 Adam moments, all on every GPU
+
+
+def _hf_check(checker, at: KeyPath, m: ModelConfig, shape: ModelShape, gpu: GpuSpec) -> None:
+    """The hf backend replicates the whole model and its Adam state on every GPU (DDP, no sharding)."""
+    from hpc_instruct.train.scale.memory import FRAMEWORK_GIB, GIB
+
+    need = (HF_BYTES_PER_PARAM * shape.num_parameters) / GIB + FRAMEWORK_GIB
+    if need > gpu.memory_gib:
+        checker.problem(at + ("backend",),
+                        f"backend hf keeps fp32 weights, gradients and both Adam moments of all "
+                        f"{shape.num_parameters / 1e9:.1f}B parameters on every GPU ({HF_BYTES_PER_PARAM} B/param "
+                        f"= {need:.0f} GiB, before activations), more than one {gpu.name} ({gpu.memory_gib:.0f} GiB)",
+                        f"models.{m.name}.backend=megatron (distributed optimizer, TP/PP) or backend=deepspeed (ZeRO-2)")
 
 
 def _signal_check(checker, m: ModelConfig, setup: TrainSetup) -> None:

@@ -104,3 +104,12 @@ def test_warning_signal_must_leave_time_for_the_resume_save(write_recipe, capsys
     needed = problem.rsplit("execution.warning_signal_s=", 1)[1].rstrip(")")
     assert int(needed) > 900
     assert main(["validate", str(path), *args, f"execution.warning_signal_s={needed}"]) == 0
+
+
+def test_hf_backend_refuses_a_model_its_replicated_adam_state_does_not_fit(write_recipe, capsys):
+    path = write_recipe(BIG)
+    assert main(["validate", str(path), "models.big.backend=hf", "models.big.size=7b"]) == 2
+    problems = _problems(capsys)
+    assert any("models[0].backend: backend hf keeps fp32 weights, gradients and both Adam moments of all 6." in p
+               and "models.big.backend=megatron" in p for p in problems), problems
+    assert main(["validate", str(path), "models.big.backend=hf", "models.big.size=qwen2-0.5b"]) == 0
