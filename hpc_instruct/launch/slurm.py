@@ -84,6 +84,7 @@ class _Submitter:
             nodes=r.nodes, ntasks_per_node=r.tasks_per_node, cpus_per_task=r.cpus_per_task,
             mem=f"{max(1, math.ceil(r.mem_gb * self.opts.mem_factor))}G",
             array_parallelism=ex_cfg.array_throttle or len(elements),
+            signal_delay_s=ex_cfg.warning_signal_s,  # USR2 this long before the limit: save and requeue
             setup=[*job_setup(self.code_dir), "export " + " ".join(f"{k}={v}" for k, v in thread_env(r.cpus_per_task).items()),
                    *ex_cfg.setup],
             additional_parameters=extra,

@@ -98,7 +98,7 @@ class Checker:
         if m.sequence_parallel and m.tp == 1:
             self.problem(at + ("sequence_parallel",), "sequence parallelism needs tp > 1")
         if m.backend != "megatron" and (m.tp > 1 or m.pp > 1):
-            why = "ZeRO-2 is data parallel only" if m.backend == "deepspeed" else "the hf backend is data parallel (DDP/FSDP)"
+            why = "ZeRO-2 is data parallel only" if m.backend == "deepspeed" else "the hf backend is data parallel (DDP)"
             self.problem(at + ("backend",), f"tp/pp > 1 needs backend 'megatron' ({why})")
         if m.device == "cpu" and self.recipe.training.precision == "fp16":
             self.problem(("training", "precision"), f"model {m.name!r} runs on cpu, where fp16 training is not supported",

@@ -20,7 +20,15 @@ from hpc_instruct.train.scale.cache import rank_params
 from hpc_instruct.train.scale.costs import CheckpointSave, checkpoint_save
 from hpc_instruct.train.scale.fit import TrainFit, bigger_gpu, check_train, host_needed_gib, smallest_fix
 from hpc_instruct.train.scale.gpu import GpuSpec, larger_presets
-from hpc_instruct.train.scale.memory import EVAL_TP_SIZES, Breakdown, EvalSetup, TrainSetup, eval_tp, gpu_eval
+from hpc_instruct.train.scale.memory import (
+    EVAL_TP_SIZES,
+    Breakdown,
+    EvalSetup,
+    TrainSetup,
+    eval_tp,
+    gpu_eval,
+    save_seconds,
+)
 from hpc_instruct.train.scale.ranks import LayoutKey
 
 
@@ -92,9 +100,11 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
     out: dict[str, ModelMemory] = {}
     for i, m in enumerate(recipe.models):
         shape = shapes.get(m.name)
+        at: KeyPath = ("models", i)
+        if shape is not None and m.device == "cuda" and m.backend == "hf":
+            _hf_check(checker, at, m, shape, gpu)
         if shape is None or m.device != "cuda" or m.backend != "megatron":
             continue
-        at: KeyPath = ("models", i)
         per_node = m.gpus_per_node or (m.tp * m.pp * m.dp) // m.nodes
         if m.tp > min(per_node, gpu.gpus_per_node):
             checker.problem(at + ("tp",), f"tp={m.tp} spans nodes: a node has {min(per_node, gpu.gpus_per_node)} "
@@ -107,7 +117,9 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
         fit = check_train(setup, gpu, ex.train.mem_gb)
         width = eval_gpus(shape, recipe)
         evaluation = gpu_eval(eval_setup(shape, recipe, tp=width or max(EVAL_TP_SIZES)))
-        save = checkpoint_save(setup.key, rank_params(setup.key), setup.value_bytes)
+        ranks = rank_params(setup.key)
+        save = checkpoint_save(setup.key, ranks, setup.value_bytes, ex.filesystem_gbps, ex.warning_signal_s,
+                               node_seconds=max(save_seconds(setup, r, ex.filesystem_gbps) for r in ranks))
         out[m.name] = ModelMemory(m.name, gpu.name, gpu.memory_gib, fit, evaluation, eval_gpu.name, eval_gpu.memory_gib,
                                   save, width or 0)
         if not fit.gpu_ok:
@@ -116,6 +128,8 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
             checker.problem(("execution", "train", "mem_gb"),
                             f"a node training {m.name!r} needs {fit.host.describe()}, more than mem_gb={ex.train.mem_gb:g}",
                             f"execution.train.mem_gb={host_needed_gib(fit)}")
+        if fit.ok:  # a layout that does not fit is reported as such; its save time would change with the fix
+            _signal_check(checker, m, save)
         if width is None:
             _eval_problem(checker, m, shape, recipe, eval_gpu, evaluation)
         elif shape.num_attention_heads % width or shape.num_query_groups % width:
@@ -124,6 +138,33 @@ def check_memory(checker, shapes: dict[str, ModelShape]) -> dict[str, ModelMemor
                             f"{shape.num_attention_heads} attention heads and {shape.num_query_groups} key/value heads",
                             f"execution.eval.gpus={eval_tp(eval_setup(shape, recipe), eval_gpu.memory_gib, shape.num_attention_heads, shape.num_query_groups, eval_gpu.gpus_per_node)}")
     return out
+
+
+HF_BYTES_PER_PARAM = 16  # hf backend: fp32 weights, fp32 gradients, two fp32 Adam moments, all on every GPU
+
+
+def _hf_check(checker, at: KeyPath, m: ModelConfig, shape: ModelShape, gpu: GpuSpec) -> None:
+    """The hf backend replicates the whole model and its Adam state on every GPU (DDP, no sharding)."""
+    from hpc_instruct.train.scale.memory import FRAMEWORK_GIB, GIB
+
+    need = (HF_BYTES_PER_PARAM * shape.num_parameters) / GIB + FRAMEWORK_GIB
+    if need > gpu.memory_gib:
+        checker.problem(at + ("backend",),
+                        f"backend hf keeps fp32 weights, gradients and both Adam moments of all "
+                        f"{shape.num_parameters / 1e9:.1f}B parameters on every GPU ({HF_BYTES_PER_PARAM} B/param "
+                        f"= {need:.0f} GiB, before activations), more than one {gpu.name} ({gpu.memory_gib:.0f} GiB)",
+                        f"models.{m.name}.backend=megatron (distributed optimizer, TP/PP) or backend=deepspeed (ZeRO-2)")
+
+
+def _signal_check(checker, m: ModelConfig, save: CheckpointSave) -> None:
+    """The warning signal must leave time for a synchronous resume save (1.5x the estimate, plus a margin)."""
+    ex = checker.recipe.execution
+    if not save.fits_warning:
+        needed = save.needed_warning_s
+        checker.problem(("execution", "warning_signal_s"),
+                        f"a resume save of {m.name!r} takes ~{save.seconds:.0f} s (a node writes its ranks' shards at "
+                        f"filesystem_gbps={ex.filesystem_gbps:g} GB/s), more than the {ex.warning_signal_s} s "
+                        f"warning signal leaves", f"execution.warning_signal_s={-(-needed // 30) * 30}")
 
 
 def _gpu_problem(checker, at: KeyPath, m: ModelConfig, fit: TrainFit, gpu: GpuSpec) -> None:

@@ -153,6 +153,10 @@ class ExecutionConfig:
     eval_gpu: str | GpuValues | None = spec(None, identity=False,
                                             help="the GPU eval tasks run on (one per task); default: gpu")
     assumed_mfu: float = spec(0.35, gt=0, hi=1, help="planning: model FLOPs utilisation")
+    warning_signal_s: int = spec(300, lo=30, identity=False,
+                                 help="Slurm sends USR2 this long before the time limit: the resume save must fit")
+    filesystem_gbps: float = spec(2.0, gt=0, identity=False,
+                                  help="write bandwidth of the study filesystem per node, GB/s (save-time estimate)")
     prepare: StageResources = spec(factory=lambda: StageResources(30, 32, 8, 0))
     train: StageResources = spec(factory=lambda: StageResources(1440, 480, 8, 0))
     eval: StageResources = spec(factory=lambda: StageResources(120, 64, 8, 1))

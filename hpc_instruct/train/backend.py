@@ -60,6 +60,8 @@ class BackendSettings:
     accumulation: int
     optimizer: AdamWSettings
     seed: int
+    max_length: int = 2048  # tokens per row (sizes fp16's first loss scale)
+    dist_timeout_minutes: int = 30
 
     @classmethod
     def from_recipe(
@@ -83,6 +85,8 @@ class BackendSettings:
             accumulation,
             adamw,
             seed,
+            training.max_length,
+            training.dist_timeout_minutes,
         )
 
     def layout(self) -> dict[str, Any]:

@@ -57,3 +57,8 @@ class TrainingConfig:
     checkpoint_every_epochs: int = spec(1, lo=1, help="export a checkpoint for evaluation every N epochs (and the last)")
     resume_every_minutes: float = spec(30.0, gt=0, identity=False, help="time cadence of resume checkpoints")
     keep_last: int = spec(2, lo=1, identity=False, help="resume checkpoints kept")
+    dist_timeout_minutes: int = spec(30, lo=1, identity=False,
+                                     help="how long a collective may wait (checkpoint loads, exports, stragglers)")
+    async_save: bool = spec(False, identity=False,
+                            help="megatron: write resume checkpoints in the background while training goes on "
+                                 "(host memory holds a copy of the rank's shard until written)")

@@ -52,8 +52,28 @@ def detect() -> DistEnv:
     return DistEnv(0, 1, 0, "127.0.0.1", 29500)
 
 
-def init(backend: str | None = None, timeout_s: int = 600) -> DistEnv:
-    """Initialise the default process group (also for world size 1, so code paths stay the same)."""
+def device_index(local_rank: int, visible: int) -> int:
+    """This rank's GPU among the visible ones: sites that bind one GPU per task show each task only its own
+    (CUDA_VISIBLE_DEVICES of one device), where the local rank would point past the end."""
+    if visible < 1:
+        raise RuntimeError("no visible CUDA device on this node")
+    return local_rank % visible
+
+
+def set_comm_env(tensor_parallel: int) -> None:
+    """CUDA_DEVICE_MAX_CONNECTIONS=1 when TP > 1, before CUDA starts: megatron-core's TP/SP communication
+    overlap relies on kernels being issued in program order on one hardware queue (it warns or is wrong
+    otherwise). A value the site already set is kept."""
+    if tensor_parallel > 1:
+        os.environ.setdefault("CUDA_DEVICE_MAX_CONNECTIONS", "1")
+
+
+def init(backend: str | None = None, timeout_s: int = 1800) -> DistEnv:
+    """Initialise the default process group (also for world size 1, so code paths stay the same).
+
+    `timeout_s`: how long a collective may wait (the recipe's `training.dist_timeout_minutes`): a first
+    checkpoint load or an HF export of a large model on a slow filesystem outlasts torch's default.
+    """
     import datetime
 
     import torch
@@ -66,7 +86,7 @@ def init(backend: str | None = None, timeout_s: int = 600) -> DistEnv:
                        "WORLD_SIZE": str(d.world_size), "LOCAL_RANK": str(d.local_rank)})
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
-        torch.cuda.set_device(d.local_rank)
+        torch.cuda.set_device(device_index(d.local_rank, torch.cuda.device_count()))
     dist.init_process_group(backend, rank=d.rank, world_size=d.world_size,
                             timeout=datetime.timedelta(seconds=timeout_s))
     return d

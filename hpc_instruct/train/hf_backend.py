@@ -7,8 +7,12 @@ here, not by the model: the sum of next-token cross entropies, scaled so that DD
 sum / (target tokens of the global batch), which is megatron's per-token loss.
 
 Precision: fp32; bf16 autocast on GPUs (fp32 master weights, as megatron); fp16 autocast with a gradient
-scaler. `activation_checkpointing` uses transformers' gradient checkpointing. FSDP is not offered: a model
-too large for DDP should use backend megatron (TP/PP, distributed optimizer) or deepspeed (ZeRO-2).
+scaler. `activation_checkpointing` uses transformers' gradient checkpointing.
+
+What it is for: a reference implementation (parity tests against megatron, CPU runs, small models on GPUs).
+Every GPU holds the whole model in fp32 with its gradients and both Adam moments (16 bytes/param: a 7B model
+needs ~104 GiB before activations), and nothing is sharded (no FSDP); `hpci validate` refuses a model that
+does not fit one GPU this way and names backend megatron (distributed optimizer, TP/PP) or deepspeed (ZeRO-2).
 The functions below are shared with the DeepSpeed backend.
 """
 
@@ -40,7 +44,9 @@ def compute_device(settings: BackendSettings) -> torch.device:
             raise RuntimeError(
                 "model.device is cuda but this node has no GPU: set device: cpu to train on CPU"
             )
-        index = int(os.environ.get("LOCAL_RANK", 0))
+        from hpc_instruct.train.distributed import device_index
+
+        index = device_index(int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count())
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device("cpu")

@@ -107,7 +107,7 @@ def tokenizer_and_shape(job: TrainJob) -> tuple[Any, ModelShape]:
     return tokenizer, replace(job.shape, vocab_size=len(tokenizer))  # a preset: the tokenizer's vocabulary
 
 
-def start_distributed() -> distributed.DistEnv:
+def start_distributed(timeout_s: int = 1800) -> distributed.DistEnv:
     """The process group of this trial's ranks (`hpc_instruct.train.distributed`), idempotent.
 
     A single-rank trial started without torchrun (the local executor's one-process tasks, a one-task Slurm
@@ -118,16 +118,17 @@ def start_distributed() -> distributed.DistEnv:
     if env.world_size == 1 and not dist.is_initialized():
         backend = "gloo"
         if torch.cuda.is_available():
-            torch.cuda.set_device(env.local_rank)
+            torch.cuda.set_device(distributed.device_index(env.local_rank, torch.cuda.device_count()))
             backend = "nccl"
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-    return distributed.init()
+    return distributed.init(timeout_s=timeout_s)
 
 
 def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
     """Train `job` to the end (resuming from its newest complete checkpoint), exporting as planned."""
     started = time.monotonic()
-    env = start_distributed()
+    distributed.set_comm_env(job.model.tp)
+    env = start_distributed(job.training.dist_timeout_minutes * 60)
     rank0 = env.rank == 0
     if dist.get_world_size() != job.ranks:
         raise RuntimeError(
@@ -198,24 +199,35 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
     flag_device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
     last_save, exports, loss = time.monotonic(), {}, float("nan")
 
+    pending: list = []  # an asynchronous save in flight: [PendingSave, commit]
+
+    def finish_pending(blocking: bool) -> None:
+        """Commit the asynchronous save once every rank's files are written (collective when one is pending)."""
+        if pending and pending[0].done(blocking=blocking):
+            pending.pop(1)()
+            pending.clear()
+
     def save(step: int, reason: str) -> None:
         nonlocal last_save
+        finish_pending(blocking=True)  # one save at a time; a new one may prune the previous
         tmp = store.begin(step) if rank0 else store.partial(step)
         dist.barrier()
-        backend.save_state(tmp / BACKEND_DIR)
-        dist.barrier()
-        if rank0:
-            store.commit(
-                replace(
-                    state,
-                    step=step,
-                    seconds=state.seconds + time.monotonic() - started,
-                    tokens=tokens,
-                    reason=reason,
-                )
-            )
-            steplog.write()
-        dist.barrier()
+        snapshot = replace(state, step=step, seconds=state.seconds + time.monotonic() - started, tokens=tokens,
+                           reason=reason)
+
+        def commit() -> None:
+            if rank0:
+                store.commit(snapshot)
+                steplog.write()
+            dist.barrier()
+
+        # A preemption save is synchronous: the job ends right after it.
+        if job.training.async_save and reason != "preemption" and getattr(backend, "supports_async_save", False):
+            pending.extend([backend.save_state(tmp / BACKEND_DIR, asynchronous=True), commit])
+        else:
+            backend.save_state(tmp / BACKEND_DIR)
+            dist.barrier()
+            commit()
         last_save = time.monotonic()
 
     tokens = state.tokens
@@ -259,6 +271,7 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
                     log.info("exported epoch %d to %s", epoch, folder)
             if done == total:
                 break
+            finish_pending(blocking=False)
             due = rank0 and time.monotonic() - last_save >= job.training.resume_every_minutes * 60
             flags = torch.tensor([float(guard.requested), float(due)], device=flag_device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
@@ -285,6 +298,7 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
                 )
         if guard.requested and rank0:
             log.warning("warning signal during the last step: finishing %s instead of saving", job.trial_id)
+    finish_pending(blocking=True)
     mfu = None
     if rank0:
         steplog.write()

@@ -1,7 +1,8 @@
 """Scheduler warning signals turned into a clean save-and-requeue at a safe point.
 
-Slurm sends SIGUSR2 (submitit's `--signal=USR2@90`) before a time limit or preemption, and SIGTERM on
-`scancel`/preemption. A long task installs `PreemptionGuard`, polls `guard.requested` at step boundaries, saves
+Slurm sends SIGUSR2 (submitit's `--signal=USR2@<execution.warning_signal_s>`) before a time limit or
+preemption, and SIGTERM on `scancel`/preemption. submitit requeues on USR2 but only logs and ignores SIGTERM,
+so a SIGTERM is handed over as USR2 wherever USR2 has a Python handler (submitit's): it too saves and requeues. A long task installs `PreemptionGuard`, polls `guard.requested` at step boundaries, saves
 its state, then calls `guard.hand_over()`: the previous handlers come back and the signal is re-raised, so
 submitit's own handler requeues the job (under the local executor the default handler ends the process).
 """
@@ -48,6 +49,8 @@ class PreemptionGuard:
         Under a plain sbatch template (HPCI_REQUEUE=1, no submitit handler) the array element requeues itself.
         """
         sig = self.received or signal.SIGUSR2
+        if sig == signal.SIGTERM and callable(self._previous.get(signal.SIGUSR2)):
+            sig = signal.SIGUSR2  # submitit's requeue handler; its SIGTERM handler would ignore the signal
         previous = self._previous.get(sig)
         self.restore()
         if previous in (signal.SIG_DFL, None) and os.environ.get("HPCI_REQUEUE") == "1" and "SLURM_JOB_ID" in os.environ:

@@ -29,6 +29,7 @@ execution:
   gpu: a100-80g
   eval_gpu: h200-141g   # one h200 holds 70B in bf16 (128 GiB) + KV cache at batch 2
   train: {{mem_gb: 1024}}
+  warning_signal_s: 900  # a 70B node writes ~0.5 TB per resume save
 """
 
 
@@ -108,5 +109,26 @@ def test_gpu_by_values_and_a_misspelt_preset(write_recipe, capsys):
     assert main(["validate", str(path), "execution.gpu=a100-80", "models.big.tp=4"]) == 2
     assert any("execution.gpu: unknown GPU 'a100-80' (did you mean 'a100-80g'?)" in p for p in _problems(capsys))
     custom = BIG.replace("  gpu: a100-80g", "  gpu: {{memory_gib: 600, bf16_tflops: 1000}}")
-    # 513 GiB fits a 600 GiB device; its node then needs ~8 TB for a resume checkpoint of 8 such ranks
+    # 513 GiB fits a 600 GiB device; a node of 8 such ranks writes ~1 TB per resume save (~8 min at 2 GB/s)
     assert main(["validate", str(write_recipe(custom)), "execution.train.mem_gb=8000"]) == 0
+
+
+def test_warning_signal_must_leave_time_for_the_resume_save(write_recipe, capsys):
+    args = ["models.big.tp=8", "models.big.pp=4", "models.big.dp=2", "models.big.nodes=8",
+            "models.big.sequence_parallel=true", "execution.filesystem_gbps=0.1"]
+    path = write_recipe(BIG)
+    assert main(["validate", str(path), *args]) == 2
+    (problem,) = _problems(capsys)
+    assert "execution.warning_signal_s: a resume save of 'big' takes ~" in problem
+    needed = problem.rsplit("execution.warning_signal_s=", 1)[1].rstrip(")")
+    assert int(needed) > 900
+    assert main(["validate", str(path), *args, f"execution.warning_signal_s={needed}"]) == 0
+
+
+def test_hf_backend_refuses_a_model_its_replicated_adam_state_does_not_fit(write_recipe, capsys):
+    path = write_recipe(BIG)
+    assert main(["validate", str(path), "models.big.backend=hf", "models.big.size=7b"]) == 2
+    problems = _problems(capsys)
+    assert any("models[0].backend: backend hf keeps fp32 weights, gradients and both Adam moments of all 6." in p
+               and "models.big.backend=megatron" in p for p in problems), problems
+    assert main(["validate", str(path), "models.big.backend=hf", "models.big.size=qwen2-0.5b"]) == 0

@@ -73,9 +73,9 @@ def test_70b_at_tp1_does_not_fit_and_the_fix_does(tmp_path, monkeypatch):
 def test_host_memory_counts_checkpoint_transients_per_node():
     (rank,) = closed_form(LayoutKey(PRESETS["7b"]))
     fit = check_train(setup(dp=8), GPU_PRESETS["a100-80g"], 480, closed_form)
-    # Every rank gathers 12 B/param of fp32 Adam state on the host when saving (fully_reshardable).
-    assert fit.host.total >= 8 * 12 * rank.params and not fit.host_ok
-    assert fit.host.gib < 1024 and check_train(setup(dp=8), GPU_PRESETS["a100-80g"], 1024, closed_form).host_ok
+    # No gather: each of the 8 ranks stages only its own 1/8 of the 12 B/param fp32 state, where the gathering
+    # format needed 8 x 12 B/param (~720 GiB) on the node.
+    assert 12 * rank.params <= fit.host.total < 8 * 12 * rank.params / 3 and fit.host_ok
 
 
 def test_cache_stores_by_content_hash_and_hits_without_torch(tmp_path):

@@ -202,6 +202,20 @@ def test_megatron_tp2_then_pp2_then_dp2_stay_on_the_same_curve(reference, prepar
     assert max(float((mine[k] - theirs[k]).abs().max()) for k in mine) < 1e-4
 
 
+def test_megatron_async_saves_every_step_then_preempted_and_resumed(reference, prepared_study, tmp_path) -> None:
+    """Resume checkpoints written in the background after every step (DP=2, each rank its own optimizer shard),
+    committed one step later; the preemption save is synchronous; the resumed run stays on the curve."""
+    ref = losses(reference[0])
+    trial_dir = tmp_path / "trials" / prepared_study.trial
+    preempted(prepared_study, tmp_path, 2, at=5, dp=2, async_save=True, resume_every_minutes=1e-9)
+    done = sorted(p.name for p in (trial_dir / "checkpoints").glob("step-*.done"))
+    assert done == ["step-00000004.done", "step-00000005.done"]  # keep_last 2: the async step 4, then 5
+    worker(prepared_study, tmp_path, 2, dp=2, async_save=True)
+    rows = losses(trial_dir)
+    assert_curve(rows, ref, range(1, STEPS + 1))
+    assert [r["attempt"] for r in rows] == [1] * 5 + [2] * 3
+
+
 def test_hf_ddp_matches_megatron_and_resumes_at_another_dp(reference, prepared_study, tmp_path) -> None:
     ref = losses(reference[0])
     trial_dir = tmp_path / "trials" / prepared_study.trial

@@ -4,7 +4,7 @@
         STUDY_DIR OUT_ROOT SPEC_JSON
 
 SPEC_JSON (all optional): backend, tp, pp, dp, distributed_optimizer, sequence_parallel, packing,
-resume_every_minutes, keep_last (replace the recipe's values); signal_at + signal_rank (that rank sends
+resume_every_minutes, keep_last, async_save (replace the recipe's values); signal_at + signal_rank (that rank sends
 itself SIGUSR2 after that optimizer step: the real preemption path, agreed by all ranks); logits (rank 0
 saves the trained backend's logits on the first micro-batch of step 0 together with that batch). Outputs
 go under OUT_ROOT/trials/<id>/ (not the study's), and rank 0 writes OUT_ROOT/result.json at the end.
@@ -33,7 +33,7 @@ def main(study_dir: str, out_root: str, spec_json: str) -> None:
     job = train_stage.job(train_stage.context(task_context(study_dir, task.id)))
     model_keys = ("backend", "tp", "pp", "dp", "distributed_optimizer", "sequence_parallel")
     model = {k: spec[k] for k in model_keys if k in spec}
-    training = {k: spec[k] for k in ("packing", "resume_every_minutes", "keep_last") if k in spec}
+    training = {k: spec[k] for k in ("packing", "resume_every_minutes", "keep_last", "async_save") if k in spec}
     job = dataclasses.replace(
         job,
         model=dataclasses.replace(job.model, **model),

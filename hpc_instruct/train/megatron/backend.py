@@ -2,8 +2,9 @@
 
 Layout: TP x PP (x virtual PP) from the recipe, the rest of the world is DP; the distributed optimizer shards
 Adam state over DP; sequence parallelism shards norms/residuals over TP; `activation_checkpointing` turns on
-full per-layer recomputation (what DoIT's gradient checkpointing does). Precision: fp32, or bf16 with fp32
-main weights; fp16 (loss scaling) is not wired here.
+full per-layer recomputation (what DoIT's gradient checkpointing does). Precision: fp32; bf16 with fp32
+main weights; fp16 (the DoIT paper's) with fp32 main weights and megatron-core's dynamic loss scaling, on GPUs
+only (`parallel.FP16_*`: a step with inf/NaN gradients is skipped and logged).
 
 The learning rate and weight decay are set on the optimizer's param groups before each step: megatron-core's
 groups carry `wd_mult` (0 for norms and biases) but leave applying it to a scheduler, which this loop replaces.
@@ -28,14 +29,14 @@ from hpc_instruct.train.presets import ModelShape
 
 class MegatronBackend:
     name = "megatron"
+    supports_async_save = True  # save_state(directory, asynchronous=True) returns a checkpoint.PendingSave
 
     def __init__(
         self, settings: BackendSettings, shape: ModelShape, weights: Mapping[str, torch.Tensor]
     ) -> None:
-        if settings.precision == "fp16":
+        if settings.precision == "fp16" and settings.device == "cpu":
             raise ValueError(
-                "the megatron backend trains in fp32 or bf16, not fp16: set training.precision: bf16 "
-                "(A100/H100), or use backend: deepspeed for the paper's fp16 setting"
+                "training.precision fp16 needs GPUs (model.device cuda): on CPU use fp32 (or bf16)"
             )
         if settings.device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
@@ -56,10 +57,11 @@ class MegatronBackend:
         layout = ParallelLayout(
             settings.tp, settings.pp, settings.vpp if settings.vpp > 1 else None, settings.sequence_parallel
         )
-        parallel.initialize(layout, settings.seed)
-        self.dtype = torch.float32 if settings.precision == "fp32" else torch.bfloat16
+        parallel.initialize(layout, settings.seed, settings.dist_timeout_minutes)
+        dtype_name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[settings.precision]
+        self.dtype = getattr(torch, dtype_name)
         options = ModelOptions(
-            dtype="float32" if settings.precision == "fp32" else "bfloat16",
+            dtype=dtype_name,
             recompute="full" if settings.activation_checkpointing else None,
         )
         chunks = build_model(shape, layout, options)
@@ -75,6 +77,7 @@ class MegatronBackend:
                 adam_eps=opt.eps,
                 clip_grad=opt.grad_clip,
                 distributed_optimizer=settings.distributed_optimizer,
+                tokens_per_micro_batch=settings.micro_batch * settings.max_length,
             ),
         )
         self.dp_rank = parallel_state.get_data_parallel_rank()
@@ -95,12 +98,17 @@ class MegatronBackend:
         for group in self.trainer.optimizer.param_groups:
             group["lr"] = lr
             group["weight_decay"] = wd * group.get("wd_mult", 1.0)
+        skipped = self.trainer.skipped_steps
         loss, grad_norm = self.trainer.train_step(micro_batches)
+        if self.trainer.skipped_steps > skipped and torch.distributed.get_rank() == 0:
+            logging.getLogger("hpc_instruct.train").warning(
+                "fp16: inf/NaN gradients, step skipped; loss scale now %g (%d steps skipped so far)",
+                self.trainer.loss_scale, self.trainer.skipped_steps)  # grad_norm is NaN on every rank
         # megatron computes the norm only when it clips; with grad_clip 0 there is no norm to report.
         return StepStats(loss, grad_norm if self.settings.optimizer.grad_clip > 0 else float("nan"))
 
-    def save_state(self, directory: Path) -> None:
-        checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
+    def save_state(self, directory: Path, asynchronous: bool = False) -> checkpoint.PendingSave | None:
+        return checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory, asynchronous)
 
     def load_state(self, directory: Path) -> None:
         checkpoint.load_training_state(self.trainer.chunks, self.trainer.optimizer, directory)

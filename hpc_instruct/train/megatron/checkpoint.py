@@ -5,28 +5,34 @@ layer's global number and its TP slice), so a trial checkpointed at TP=2 can be 
 by a single process. Entry scripts that call `save` need an `if __name__ == "__main__":` guard: the save starts
 a spawn-context multiprocessing Manager that re-imports the main module.
 
-`save_model`/`load_model` handle weights only. `save_training_state`/`load_training_state` add the optimizer
-(Adam moments and, with bf16, the fp32 main weights) in its sharded form: each state tensor is keyed like the
-parameter it belongs to ("fully_reshardable" for the distributed optimizer), so a resume may change TP, PP
-and DP. RNG and data position belong to the training loop.
+`save_model`/`load_model` handle weights only. `save_training_state`/`load_training_state` add the optimizer:
+- weights: `dist_checkpointing` with megatron's fully parallel strategy: the writes of tensors replicated over
+  DP are spread across the DP ranks instead of all falling to DP rank 0;
+- distributed-optimizer state (fp32 main weights, Adam moments): `optimizer_shards`, every rank writes its
+  own shard keyed like the model's tensors, with no gather (host: 12 bytes/param / dp per rank), and it
+  reshards across TP, PP and DP;
+- without the distributed optimizer: megatron's own model-space optimizer state inside the weights folder
+  (replicated over DP: the fully parallel strategy spreads its writes too).
+`asynchronous=True` returns a `PendingSave`: tensors are staged to host memory at once, and files are
+written by a forked writer process per rank while training goes on; `PendingSave.done(blocking)` (collective)
+finishes it. RNG and data position belong to the training loop.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from megatron.core import dist_checkpointing
+from megatron.core import dist_checkpointing, parallel_state
 from megatron.core.models.gpt import GPTModel
 
 from hpc_instruct.train.checkpoint_guard import check_distributed_checkpoint
+from hpc_instruct.train.megatron import optimizer_shards
 
-# Distributed-optimizer state in the canonical per-parameter form (gathered over DP on save, sliced on load), so
-# it reshards across TP/PP/DP. megatron-core 0.16's "dp_reshardable" is faster (no gather) but reshards only
-# over DP; "fully_sharded_model_space" is refused by 0.16 (ShardedTensor.flattened_range is gone).
-OPTIMIZER_SHARDING = {"distrib_optim_sharding_type": "fully_reshardable"}
+WEIGHTS_DIR, OPTIMIZER_DIR, OPTIMIZER_STATE = "weights", "optimizer", "optimizer-state.pt"
 
 
 def _sharded(chunks: list[GPTModel]) -> dict:
@@ -35,6 +41,22 @@ def _sharded(chunks: list[GPTModel]) -> dict:
     if len(chunks) == 1:
         return {"model": chunks[0].sharded_state_dict()}
     return {f"model{i}": chunk.sharded_state_dict() for i, chunk in enumerate(chunks)}
+
+
+def _apply(chunks: list[GPTModel], loaded: dict) -> None:
+    if len(chunks) == 1:
+        chunks[0].load_state_dict(loaded["model"])
+    else:
+        for i, chunk in enumerate(chunks):
+            chunk.load_state_dict(loaded[f"model{i}"])
+
+
+def _parallel_save_strategy():
+    from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+
+    group = parallel_state.get_data_parallel_group(with_context_parallel=True)
+    return FullyParallelSaveStrategyWrapper(get_default_save_sharded_strategy(), group)
 
 
 def save_model(chunks: list[GPTModel], directory: str | Path) -> None:
@@ -49,98 +71,98 @@ def save_model(chunks: list[GPTModel], directory: str | Path) -> None:
 def load_model(chunks: list[GPTModel], directory: str | Path) -> None:
     """Load weights saved by `save_model` (under any layout) into this rank's chunks (collective)."""
     check_distributed_checkpoint(directory)  # its pickles come from a folder colleagues can write
-    state = dist_checkpointing.load(_sharded(chunks), str(directory))
-    if len(chunks) == 1:
-        chunks[0].load_state_dict(state["model"])
-    else:
-        for i, chunk in enumerate(chunks):
-            chunk.load_state_dict(state[f"model{i}"])
+    _apply(chunks, dist_checkpointing.load(_sharded(chunks), str(directory)))
 
 
-def save_training_state(chunks: list[GPTModel], optimizer, directory: str | Path) -> None:
-    """Weights and optimizer state of every rank into `directory` (collective; the directory must exist)."""
+def _distributed(optimizer) -> bool:
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    return all(isinstance(o, DistributedOptimizer) for o in getattr(optimizer, "chained_optimizers", [optimizer]))
+
+
+@dataclass
+class PendingSave:
+    """An asynchronous save in flight; `done` must be called on all ranks (it synchronises them)."""
+
+    queue: Any
+    finalize: list[Callable[[], None]] = field(default_factory=list)
+
+    def done(self, blocking: bool = False) -> bool:
+        """True once every rank's files are written and the finalizers have run (collective)."""
+        self.queue.maybe_finalize_async_calls(blocking=blocking)
+        if self.queue.get_num_unfinalized_calls():
+            return False
+        for fn in self.finalize:
+            fn()
+        self.finalize.clear()
+        self.queue.close()
+        return True
+
+
+def save_training_state(chunks: list[GPTModel], optimizer, directory: str | Path,
+                        asynchronous: bool = False) -> PendingSave | None:
+    """Weights and optimizer state of every rank into `directory` (collective; the directory must exist).
+
+    Synchronous by default; with `asynchronous` the files are written in the background (see `PendingSave`).
+    """
+    from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue, AsyncRequest
+
+    directory = Path(directory)
+    rank = torch.distributed.get_rank()
+    if rank == 0:
+        (directory / WEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
+        (directory / OPTIMIZER_DIR).mkdir(parents=True, exist_ok=True)
+    torch.distributed.barrier()
     state = _sharded(chunks)
-    state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=False, metadata=OPTIMIZER_SHARDING)
-    dist_checkpointing.save(state, str(directory))
+    distributed = _distributed(optimizer)
+    if not distributed:
+        state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=False)
+    request = dist_checkpointing.save(state, str(directory / WEIGHTS_DIR), _parallel_save_strategy(),
+                                      async_sharded_save=asynchronous)
+    requests = [request] if asynchronous else []
+    if distributed:
+        tensors, boxes = optimizer_shards.snapshot(optimizer, chunks)  # staged on the host now
+        if rank == 0:
+            torch.save(optimizer_shards.non_tensor_state(optimizer), directory / OPTIMIZER_DIR / OPTIMIZER_STATE)
+        args = (directory / OPTIMIZER_DIR, rank, tensors, boxes)
+        if asynchronous:
+            requests.append(AsyncRequest(optimizer_shards.write, args, []))
+        else:
+            optimizer_shards.write(*args)
+    if not asynchronous:
+        torch.distributed.barrier()
+        return None
+    queue = AsyncCallsQueue()
+    for r in requests:
+        queue.schedule_async_request(r)
+    return PendingSave(queue)
 
 
 def load_training_state(chunks: list[GPTModel], optimizer, directory: str | Path) -> None:
     """Restore `save_training_state`'s weights and optimizer state, saved under any layout (collective)."""
-    _allocate_optimizer_state(optimizer)
+    from megatron.core.dist_checkpointing.serialization import get_default_load_sharded_strategy
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelLoadStrategyWrapper
+
+    directory = Path(directory)
     state = _sharded(chunks)
-    state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True, metadata=OPTIMIZER_SHARDING)
-    check_distributed_checkpoint(directory)  # its pickles come from a folder colleagues can write
-    loaded = dist_checkpointing.load(state, str(directory))
-    if len(chunks) == 1:
-        chunks[0].load_state_dict(loaded["model"])
+    distributed = _distributed(optimizer)
+    if not distributed:
+        for opt in getattr(optimizer, "chained_optimizers", [optimizer]):  # state tensors to load into
+            if getattr(opt, "init_state_fn", None) is not None:
+                opt.init_state_fn(opt.optimizer, opt.config)
+        state["optimizer"] = optimizer.sharded_state_dict(state, is_loading=True)
+    weights = str(directory / WEIGHTS_DIR)
+    strategy = FullyParallelLoadStrategyWrapper(
+        get_default_load_sharded_strategy(weights), parallel_state.get_data_parallel_group(with_context_parallel=True))
+    check_distributed_checkpoint(Path(weights))  # its pickles come from a folder colleagues can write
+    loaded = dist_checkpointing.load(state, weights, strategy)
+    _apply(chunks, loaded)
+    if distributed:
+        saved = torch.load(directory / OPTIMIZER_DIR / OPTIMIZER_STATE, weights_only=True)  # plain data only: no code runs
+        optimizer_shards.load(optimizer, chunks, directory / OPTIMIZER_DIR, saved)
     else:
-        for i, chunk in enumerate(chunks):
-            chunk.load_state_dict(loaded[f"model{i}"])
-    with _torch_adam_step_tolerated(optimizer):
         optimizer.load_state_dict(loaded["optimizer"])
-    _unshare_steps(optimizer)
-
-
-def _inner_optimizers(optimizer) -> list:
-    return list(getattr(optimizer, "chained_optimizers", [optimizer]))
-
-
-def _allocate_optimizer_state(optimizer) -> None:
-    """Give a fresh optimizer zero Adam moments and step 0, so its sharded state dict can be built for loading.
-
-    With torch's AdamW (no apex/Transformer Engine, as on CPU) megatron-core 0.16's distributed optimizer reads
-    the step from the per-parameter state, which does not exist before the first step. The loaded values
-    overwrite these placeholders.
-    """
-    for opt in _inner_optimizers(optimizer):
-        inner = getattr(opt, "optimizer", None)
-        if inner is None or getattr(opt, "init_state_fn", None) is None:
-            continue
-        opt.init_state_fn(inner, opt.config)
-        for param_state in inner.state.values():
-            param_state.setdefault("step", torch.zeros((), dtype=torch.float32))
-
-
-@contextlib.contextmanager
-def _torch_adam_step_tolerated(optimizer) -> Iterator[None]:
-    """Let megatron-core 0.16 load "fully_reshardable" distributed-optimizer state into torch's AdamW.
-
-    Its loader skips torch Adam's per-parameter "step" in the checkpoint (the step travels in the param
-    groups and is set by `load_state_dict` itself), then copies every state key of the destination, "step"
-    included, and fails on the missing key. GPU runs with apex/TE FusedAdam keep no per-parameter step and
-    never reach this. Here the destination's own step (just set from the param groups) is passed through.
-    """
-    patched = []
-    for opt in _inner_optimizers(optimizer):
-        original = getattr(opt, "_set_main_param_and_optimizer_states", None)
-        if original is None:
-            continue
-
-        def set_states(model_param, tensors, opt=opt, original=original):
-            if "step" not in tensors:
-                group, order = opt.model_param_group_index_map[model_param]
-                step = opt.optimizer.state[opt.optimizer.param_groups[group]["params"][order]].get("step")
-                if step is not None:
-                    tensors = {**tensors, "step": step}
-            original(model_param, tensors)
-
-        opt._set_main_param_and_optimizer_states = set_states
-        patched.append(opt)
-    try:
-        yield
-    finally:
-        for opt in patched:
-            del opt._set_main_param_and_optimizer_states  # back to the class's method
-
-
-def _unshare_steps(optimizer) -> None:
-    """One step tensor per parameter: megatron-core sets the same tensor on all of them, and torch's AdamW adds 1
-    to each parameter's step in place, so a shared tensor would advance once per parameter per step."""
-    for opt in _inner_optimizers(optimizer):
-        inner = getattr(opt, "optimizer", None)
-        for param_state in inner.state.values() if inner is not None else ():
-            if isinstance(param_state.get("step"), torch.Tensor):
-                param_state["step"] = param_state["step"].clone()
+    torch.distributed.barrier()
 
 
 def release_writer() -> None:

@@ -1,9 +1,11 @@
 """HF <-> Megatron weights for the Llama and Qwen2 families, a direct name/shape mapping.
 
 Import (`load_hf_weights`): every rank copies its own TP shard of the layers its pipeline stage holds, reading
-only those tensors (lazily, from safetensors, for big models). Export (`save_hf_folder`): each TP group gathers
-its shards, and each pipeline stage writes one safetensors shard of a standard sharded HF folder
-(`model-0000k-of-0000n.safetensors` + index + `config.json`), so no rank ever holds the whole model.
+only those tensors (lazily, from safetensors, for big models). Export (`save_hf_folder`): the TP group of DP
+rank 0 gathers its shards (cast to the export dtype on the device first), and one writer per pipeline stage
+streams them into safetensors files of at most 5 GB of a standard sharded HF folder
+(`model-0000k-of-0000n.safetensors` + index + `config.json`), so no rank ever holds the whole model and
+DP replicas hold nothing.
 
 Layouts (megatron-core local spec, per layer):
 - `self_attention.linear_qkv`: q, k, v fused per query group: for each of the `g` groups, its `heads/g` query
@@ -254,38 +256,80 @@ def gather_hf_state(chunks: list[GPTModel], shape: ModelShape) -> dict[str, torc
     return state
 
 
-def save_hf_folder(
-    chunks: list[GPTModel], shape: ModelShape, folder: str | Path, dtype: torch.dtype = torch.float32
-) -> None:
-    """Write the model as an HF folder (collective over all ranks; one safetensors shard per pipeline stage).
+MAX_SHARD_BYTES = 5 * 10**9  # transformers' own default shard size for save_pretrained
 
-    Tokenizer files are not written here; the caller copies them next to the weights.
+
+def _export_tensors(chunks: list[GPTModel], shape: ModelShape, dtype: torch.dtype, keep: bool
+                    ) -> Iterator[tuple[str, torch.Tensor]]:
+    """(HF name, CPU tensor in `dtype`) of this pipeline stage, on the rank that `keep`s them; collective over
+    the TP group. Each tensor is cast on its device before the TP gather and the copy to host."""
+    from megatron.core import parallel_state
+
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    group = parallel_state.get_tensor_model_parallel_group()
+    for chunk in chunks:
+        layers = _layers(chunk)
+        for name, param in chunk.named_parameters():
+            local, layer = _split_name(name, layers)
+            full = param.detach().to(dtype)
+            if getattr(param, "tensor_model_parallel", False) and tp > 1:
+                shards = [torch.empty_like(full) for _ in range(tp)]
+                torch.distributed.all_gather(shards, full.contiguous(), group=group)
+                full = torch.cat(shards, dim=param.partition_dim)
+            if keep:
+                for hf_name, tensor in _hf_from_full(local, layer, shape, full, tp).items():
+                    yield hf_name, tensor.contiguous().cpu()
+            del full
+
+
+@torch.no_grad()
+def save_hf_folder(chunks: list[GPTModel], shape: ModelShape, folder: str | Path,
+                   dtype: torch.dtype = torch.float32, max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
+    """Write the model as an HF folder (collective over all ranks) in safetensors files of <= max_shard_bytes.
+
+    Only the writer of each pipeline stage (TP rank 0 of DP rank 0) holds tensors on the host, one file's
+    worth at a time; the other TP ranks of its group take part in the gathers; other DP replicas do nothing.
+    One file is `model.safetensors`; more are `model-0000k-of-0000n.safetensors` with
+    `model.safetensors.index.json` (what `from_pretrained` reads). Tokenizer files: the caller's.
     """
     from megatron.core import parallel_state
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    pp = parallel_state.get_pipeline_model_parallel_world_size()
     stage = parallel_state.get_pipeline_model_parallel_rank()
-    writer = (
-        parallel_state.get_tensor_model_parallel_rank() == 0 and parallel_state.get_data_parallel_rank() == 0
-    )
-    state = gather_hf_state(chunks, shape)
-    file = "model.safetensors" if pp == 1 else f"model-{stage + 1:05d}-of-{pp:05d}.safetensors"
+    replica = parallel_state.get_data_parallel_rank() == 0
+    writer = replica and parallel_state.get_tensor_model_parallel_rank() == 0
+    files: list[tuple[str, list[str], int]] = []  # (temporary file name, tensor names, bytes)
     if writer:
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.to(dtype).contiguous() for k, v in state.items()}
-        save_file(tensors, str(folder / f".{file}.tmp"), metadata={"format": "pt"})
-        (folder / f".{file}.tmp").rename(folder / file)
-    names = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(names, (file, sorted(state)) if writer else None)
+    group: dict[str, torch.Tensor] = {}
+
+    def flush() -> None:
+        if group:
+            tmp = f".stage{stage:03d}-{len(files):05d}.safetensors.tmp"
+            save_file(group, str(folder / tmp), metadata={"format": "pt"})
+            files.append((tmp, sorted(group), sum(t.numel() * t.element_size() for t in group.values())))
+            group.clear()
+
+    if replica:
+        for name, tensor in _export_tensors(chunks, shape, dtype, keep=writer):
+            size = tensor.numel() * tensor.element_size()
+            if group and sum(t.numel() * t.element_size() for t in group.values()) + size > max_shard_bytes:
+                flush()
+            group[name] = tensor
+        flush()
+    listing: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(listing, (stage, files) if writer else None)
     if torch.distributed.get_rank() == 0:
-        if pp > 1:
-            weight_map = {}
-            for entry in names:
-                if entry is not None:  # one (file, tensor names) per pipeline stage
-                    weight_map.update(dict.fromkeys(entry[1], entry[0]))
-            index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
+        ordered = [f for entry in sorted(e for e in listing if e is not None) for f in entry[1]]
+        count, weight_map = len(ordered), {}
+        for k, (tmp, names, _) in enumerate(ordered):
+            final = "model.safetensors" if count == 1 else f"model-{k + 1:05d}-of-{count:05d}.safetensors"
+            (folder / tmp).rename(folder / final)
+            weight_map.update(dict.fromkeys(names, final))
+        if count > 1:
+            index = {"metadata": {"total_size": sum(b for _, _, b in ordered)},
+                     "weight_map": dict(sorted(weight_map.items()))}
             (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
         hf_config(shape, dtype).save_pretrained(folder)
     torch.distributed.barrier()

@@ -73,7 +73,8 @@ class ModelOptions:
 
     Args:
         dtype: parameter/compute dtype; None picks bfloat16 with CUDA and float32 on CPU (CPU bf16 is slow and
-            the parity tests need fp32).
+            the parity tests need fp32). float16 is trained with fp32 main weights and megatron-core's dynamic
+            loss scaling (`parallel.Trainer`).
         recompute: activation recomputation: None, "selective" (attention core only, cheap) or "full" (every
             layer's input is kept, the layer is recomputed in backward).
         dropout: hidden and attention dropout (0 for instruction tuning, as in DoIT).
@@ -82,7 +83,7 @@ class ModelOptions:
             masked to -inf-like values, so the loss equals the unpadded model's.
     """
 
-    dtype: Literal["float32", "bfloat16"] | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
     recompute: Literal["selective", "full"] | None = None
     dropout: float = 0.0
     init_std: float = 0.02
@@ -141,6 +142,7 @@ def transformer_config(
         # Precision.
         params_dtype=dtype,
         bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
         attention_softmax_in_fp32=True,
         # Fused kernels need CUDA/apex/TE; the local spec runs the plain torch ops.
         bias_dropout_fusion=False,

@@ -15,6 +15,7 @@ group passes the same micro-batches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +49,7 @@ def initialize(layout: ParallelLayout, seed: int, timeout_minutes: int = 30) -> 
     before initializing another layout in the same processes.
     """
     cpu_compat.install()
+    distributed.set_comm_env(layout.tensor)
     distributed.init(timeout_s=timeout_minutes * 60)
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=layout.tensor,
@@ -86,6 +88,24 @@ class OptimizerSettings:
     adam_eps: float = 1e-8
     clip_grad: float = 1.0
     distributed_optimizer: bool = False  # shard optimizer state over DP (ZeRO-1)
+    tokens_per_micro_batch: int = 2048  # fp16 only: sizes the first loss scale (`fp16_initial_loss_scale`)
+
+
+# fp16: megatron-core's dynamic loss scaler (`DynamicGradScaler`). A step whose gradients hold inf/NaN is
+# skipped; `hysteresis` such steps in a row, then every further one, halve the scale; `window` clean steps
+# double it. The first scale matters: a short DoIT trial has as few as 15 steps, and every overflow at the
+# start is a lost update. DeepSpeed (the DoIT stack) starts at 2**16 on a micro-batch's *mean* loss; this
+# loss is the *sum* over the micro-batch's tokens (`calculate_per_token_loss`, divided after the backward),
+# whose logit gradients are up to tokens x larger. So the same headroom is 2**16 / tokens (rounded to a power
+# of two). megatron-LM's 2**32 on a summed loss overflowed every step of a 4-step test (measured here).
+FP16_MEAN_LOSS_SCALE = 2.0**16
+FP16_LOSS_SCALE_WINDOW = 1000
+FP16_HYSTERESIS = 2
+
+
+def fp16_initial_loss_scale(tokens_per_micro_batch: int) -> float:
+    """2**16 on a mean loss = 2**16 / tokens on the summed loss (power of two, at least 1)."""
+    return max(1.0, FP16_MEAN_LOSS_SCALE / 2 ** math.ceil(math.log2(max(1, tokens_per_micro_batch))))
 
 
 def unwrap(module: torch.nn.Module) -> GPTModel:
@@ -104,7 +124,8 @@ class Trainer:
             grad_reduce_in_fp32=True,
             use_distributed_optimizer=settings.distributed_optimizer,
         )
-        wrapped: list[torch.nn.Module] = [Float16Module(config, c) if config.bf16 else c for c in chunks]
+        half = config.bf16 or config.fp16
+        wrapped: list[torch.nn.Module] = [Float16Module(config, c) if half else c for c in chunks]
         self.model = [
             # Only the first chunk gets bucketed reduce (megatron-LM's choice for interleaved schedules).
             DistributedDataParallel(config=config, ddp_config=ddp_config, module=m, disable_bucketing=i > 0)
@@ -120,6 +141,11 @@ class Trainer:
                 adam_eps=settings.adam_eps,
                 clip_grad=settings.clip_grad,
                 bf16=config.bf16,
+                fp16=config.fp16,
+                loss_scale=None,  # dynamic
+                initial_loss_scale=fp16_initial_loss_scale(settings.tokens_per_micro_batch),
+                loss_scale_window=FP16_LOSS_SCALE_WINDOW,
+                hysteresis=FP16_HYSTERESIS,
                 params_dtype=config.params_dtype,
                 use_distributed_optimizer=settings.distributed_optimizer,
             ),
@@ -133,6 +159,7 @@ class Trainer:
         config.finalize_model_grads_func = finalize_model_grads
         config.grad_scale_func = self.optimizer.scale_loss
         self.config = config
+        self.skipped_steps = 0  # fp16: steps whose update was skipped for inf/NaN gradients
 
     @property
     def chunks(self) -> list[GPTModel]:
@@ -142,15 +169,24 @@ class Trainer:
         """Forward, backward and one optimizer step over the micro-batches of one global batch (this DP rank's).
 
         Returns (mean loss per target token over the whole global batch, gradient norm); the same on all
-        ranks.
+        ranks. In fp16 a step with inf/NaN gradients makes no update (the loss scale drops): its norm is NaN
+        and `skipped_steps` counts it.
         """
         for m in self.model:
             m.train()
             m.zero_grad_buffer()
         self.optimizer.zero_grad()
         stats = self._run(micro_batches, forward_only=False)
-        _, grad_norm, _ = self.optimizer.step()
+        updated, grad_norm, _ = self.optimizer.step()
+        if not updated:
+            self.skipped_steps += 1
+            return self._mean_loss(stats), float("nan")
         return self._mean_loss(stats), float(grad_norm or 0.0)
+
+    @property
+    def loss_scale(self) -> float:
+        """The current loss scale (1.0 without fp16)."""
+        return float(self.optimizer.get_loss_scale())
 
     @torch.no_grad()
     def eval_loss(self, micro_batches: list[MicroBatch]) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpc_instruct.train.scale.memory import GIB
+from hpc_instruct.train.scale.memory import GIB, SAVE_MARGIN_S
 from hpc_instruct.train.scale.ranks import LayoutKey, RankParams
 
 FS_WRITE_GBPS = 2.0  # stated assumption: aggregate write bandwidth (GB/s, 1e9 bytes) one training job gets
@@ -53,14 +53,20 @@ class CheckpointSave:
     bytes: int
     fs_gbps: float
     warning_s: float
+    node_seconds: float | None = None  # when every node writes its own ranks' shards at fs_gbps (megatron's save)
 
     @property
     def seconds(self) -> float:
-        return self.bytes / (self.fs_gbps * 1e9)
+        return self.node_seconds if self.node_seconds is not None else self.bytes / (self.fs_gbps * 1e9)
+
+    @property
+    def needed_warning_s(self) -> int:
+        """What the warning signal must leave: 1.5x the estimate plus the step in flight (validate's rule)."""
+        return int(1.5 * self.seconds + SAVE_MARGIN_S)
 
     @property
     def fits_warning(self) -> bool:
-        return self.seconds <= self.warning_s
+        return self.needed_warning_s <= self.warning_s
 
     def describe(self) -> str:
         verdict = "within" if self.fits_warning else "LONGER THAN"
@@ -69,7 +75,9 @@ class CheckpointSave:
 
 
 def checkpoint_save(key: LayoutKey, ranks: tuple[RankParams, ...], value_bytes: int,
-                    fs_gbps: float = FS_WRITE_GBPS, warning_s: float = SUBMITIT_WARNING_S) -> CheckpointSave:
-    """Size and save time of a resume checkpoint (weights of `value_bytes`, fp32 main params, Adam moments)."""
+                    fs_gbps: float = FS_WRITE_GBPS, warning_s: float = SUBMITIT_WARNING_S,
+                    node_seconds: float | None = None) -> CheckpointSave:
+    """Size and save time of a resume checkpoint (weights of `value_bytes`, fp32 main params, Adam moments).
+    `node_seconds`: the time when nodes write in parallel (`memory.save_seconds` of the fullest node)."""
     per_param = value_bytes + (4 if value_bytes < 4 else 0) + 8
-    return CheckpointSave(per_param * unique_params(key, ranks), fs_gbps, warning_s)
+    return CheckpointSave(per_param * unique_params(key, ranks), fs_gbps, warning_s, node_seconds)

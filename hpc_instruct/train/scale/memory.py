@@ -186,27 +186,41 @@ def gpu_train(setup: TrainSetup, rank: RankParams) -> Breakdown:
     ))
 
 
+WRITE_FILE_BYTES = 2**30  # resume checkpoint: optimizer shard files of ~1 GiB (`optimizer_shards.FILE_BYTES`)
+EXPORT_SHARD_BYTES = 5 * 10**9  # HF export: safetensors files of at most 5 GB (`train.megatron.convert`)
+
+
 def host_train(setup: TrainSetup, rank: RankParams, export_bytes: int = 2) -> Breakdown:
     """Peak host memory of one training node: its processes plus the largest checkpoint/export transient.
 
-    - resume checkpoint save (`dist_checkpointing`, distributed optimizer "fully_reshardable"): every rank
-      gathers the fp32 main parameters and both moments of its whole model-parallel shard into CPU tensors
-      (`get_parameter_state_dp_zero(return_on_all_ranks=True)`: 12 bytes/param) next to its local DP shard
-      (12/dp), and the writer stages the weights (q bytes/param);
-    - load: the same 12 bytes/param of CPU tensors (allocated on every rank, filled in place) and the weights;
-    - HF export (`convert.save_hf_folder`): every rank builds its pipeline stage's fp32 tensors gathered over TP
-      (4 bytes x tp x params), and each stage's writer adds a copy in the export dtype and the safetensors
-      serialisation buffer (2 x export_bytes x tp x params).
+    - resume checkpoint save (`train.megatron.checkpoint`, `optimizer_shards`): no gather; every rank stages
+      its own shard of the fp32 main parameters and both moments (12/dp bytes/param) on the host, and the
+      safetensors writer a serialised copy of one ~1 GiB file of it (`optimizer_shards.FILE_BYTES`); with the distributed optimizer the weights'
+      writes are spread over the DP ranks (q/dp bytes/param each). Without it, megatron's model-space
+      optimizer state (12 bytes/param, replicated over DP) is spread the same way;
+    - load: the rank's own optimizer shard (12/dp) read into host tensors, and its share of the weights
+      (q/dp bytes/param: megatron's fully parallel load reads 1/dp per rank and exchanges the rest on device);
+    - HF export (`convert.save_hf_folder`): only the writer of each pipeline stage (TP rank 0 of DP rank 0)
+      copies tensors to the host, already cast to the export dtype, and writes a file whenever EXPORT_SHARD_BYTES
+      are collected: at most one shard in tensors plus its serialisation buffer, plus the largest tensor.
     """
     n, q, tp, dp = rank.params, setup.value_bytes, setup.key.tp, setup.dp
     per_node = setup.ranks_per_node
     writers = max(1, math.ceil(setup.key.pp / setup.nodes))
-    save = per_node * (12 * n + 12 * n // dp + q * n)
-    load = per_node * (12 * n + q * n)
-    export = per_node * 4 * tp * n + writers * 2 * export_bytes * tp * n
+    shard = 12 * n // dp  # fp32 main weights (or the fp32 weights themselves) + two fp32 moments
+    save = per_node * (shard + min(shard, WRITE_FILE_BYTES) + q * n // dp)
+    load = per_node * (shard + q * n // dp)
+    largest = export_bytes * setup.key.padded_vocab * setup.key.shape.hidden_size
+    export = writers * (2 * min(EXPORT_SHARD_BYTES + largest, export_bytes * tp * n) + largest)
     phase, transient = max((("checkpoint save", save), ("checkpoint load", load), ("HF export", export)),
                            key=lambda kv: kv[1])
     return Breakdown((("processes", int(per_node * HOST_RANK_GIB * GIB)), (phase, transient)))
+
+
+def checkpoint_bytes(setup: TrainSetup, rank: RankParams) -> int:
+    """Bytes one rank writes to a resume checkpoint: its share of the weights and of the optimizer state."""
+    n, q, dp = rank.params, setup.value_bytes, setup.dp
+    return (q * n + 12 * n) // dp  # weights + fp32 main weights (the weights in fp32) and two fp32 moments
 
 
 @dataclass(frozen=True)
@@ -267,3 +281,11 @@ def eval_tp(setup: EvalSetup, gpu_gib: float, heads: int, kv_heads: int, per_nod
         if gpu_eval(replace(setup, tp=t)).gib <= gpu_gib:
             return t
     return None
+
+
+SAVE_MARGIN_S = 60  # the step in flight when the signal arrives, and the ranks agreeing to save
+
+
+def save_seconds(setup: TrainSetup, rank: RankParams, filesystem_gbps: float) -> float:
+    """Time of a synchronous resume save: a node's bytes (every rank writes its own) over the node's bandwidth."""
+    return setup.ranks_per_node * checkpoint_bytes(setup, rank) / (filesystem_gbps * 1e9)
