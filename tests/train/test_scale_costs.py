@@ -41,6 +41,9 @@ def test_checkpoint_bytes_and_save_time_against_the_warning():
     save = checkpoint_save(key, ranks, 2, fs_gbps=2.0, warning_s=90)
     assert save.bytes == 14 * n  # bf16 weights + fp32 main params + two fp32 Adam moments
     assert save.seconds == pytest.approx(14 * n / 2e9) and not save.fits_warning
-    fast = checkpoint_save(key, ranks, 2, fs_gbps=10.0, warning_s=90)
+    assert save.needed_warning_s == int(1.5 * save.seconds + 60)  # validate's rule: 1.5x plus the step in flight
+    fast = checkpoint_save(key, ranks, 2, fs_gbps=40.0, warning_s=90)  # ~12 s -> needs 77 s of warning
     assert fast.fits_warning and "within the 90 s" in fast.describe()
+    parallel = checkpoint_save(key, ranks, 2, fs_gbps=2.0, warning_s=90, node_seconds=10.0)
+    assert parallel.seconds == 10.0 and parallel.fits_warning  # nodes writing their own shards at once
     assert checkpoint_save(key, ranks, 4).bytes == 12 * n  # fp32: the weights are the main params
