@@ -1,8 +1,9 @@
 """The Megatron backend of the training loop (`hpc_instruct.train.backend.Backend`), on the modules beside it.
 
 Layout: TP x PP (x virtual PP) from the recipe, the rest of the world is DP; the distributed optimizer shards
-Adam state over DP; sequence parallelism shards norms/residuals over TP; `activation_checkpointing` turns on
-full per-layer recomputation (what DoIT's gradient checkpointing does). Precision: fp32, or bf16 with fp32
+Adam state over DP; sequence parallelism shards norms/residuals over TP; `activation_checkpointing` is full
+per-layer recomputation (what DoIT's gradient checkpointing does), selective (only the attention core,
+whose s x s scores dominate the local spec's activations; cheap to recompute), or none. Precision: fp32, or bf16 with fp32
 main weights; fp16 (loss scaling) is not wired here.
 
 The learning rate and weight decay are set on the optimizer's param groups before each step: megatron-core's
@@ -60,7 +61,7 @@ class MegatronBackend:
         self.dtype = torch.float32 if settings.precision == "fp32" else torch.bfloat16
         options = ModelOptions(
             dtype="float32" if settings.precision == "fp32" else "bfloat16",
-            recompute="full" if settings.activation_checkpointing else None,
+            recompute=None if settings.activation_checkpointing == "none" else settings.activation_checkpointing,
         )
         chunks = build_model(shape, layout, options)
         convert.load_hf_weights(chunks, shape, weights)  # before wrapping: DDP and the optimizer copy params
