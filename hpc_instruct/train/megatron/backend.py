@@ -101,15 +101,18 @@ class MegatronBackend:
         return StepStats(loss, grad_norm if self.settings.optimizer.grad_clip > 0 else float("nan"))
 
     def save_state(self, directory: Path) -> None:
+        self.trainer.sync_params()
         checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
 
     def load_state(self, directory: Path) -> None:
         checkpoint.load_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
 
     def export_hf(self, folder: Path) -> None:
+        self.trainer.sync_params()
         convert.save_hf_folder(self.trainer.chunks, self.shape, folder, self.dtype)
 
     def logits(self, micro_batch: dict[str, Any]) -> torch.Tensor | None:
+        self.trainer.sync_params()
         out = parallel.forward_logits(self.trainer.model, [micro_batch])
         mine = None
         if (

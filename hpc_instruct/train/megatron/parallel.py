@@ -86,6 +86,30 @@ class OptimizerSettings:
     adam_eps: float = 1e-8
     clip_grad: float = 1.0
     distributed_optimizer: bool = False  # shard optimizer state over DP (ZeRO-1)
+    # Overlap the DP gradient reduce (and, with the distributed optimizer, the parameter all-gather) with
+    # backward/forward compute, in buckets. None: on with CUDA (NCCL), off on CPU/gloo, where the
+    # collectives are synchronous in practice and the tests want the simplest path.
+    overlap_communication: bool | None = None
+
+
+def ddp_config(settings: OptimizerSettings, cuda: bool, chunks: int = 1) -> DistributedDataParallelConfig:
+    """Megatron DDP settings: fp32 gradient reduction, plus megatron-LM's GPU defaults for overlap.
+
+    With overlap, gradients are reduced bucket by bucket as backward produces them (on the last
+    micro-batch) and, with the distributed optimizer, each bucket's updated parameters are all-gathered
+    just before the forward pass needs them. `bucket_size` None is megatron-core's default,
+    max(40M, 1M x DP) parameters per bucket. With several model chunks (virtual pipeline) the schedule
+    starts the chunks' all-gathers in order (`align_param_gather`, megatron-LM's default there).
+    """
+    overlap = cuda if settings.overlap_communication is None else settings.overlap_communication
+    return DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        use_distributed_optimizer=settings.distributed_optimizer,
+        overlap_grad_reduce=overlap,
+        overlap_param_gather=overlap and settings.distributed_optimizer,
+        align_param_gather=overlap and settings.distributed_optimizer and chunks > 1,
+        bucket_size=None,
+    )
 
 
 def unwrap(module: torch.nn.Module) -> GPTModel:
@@ -100,14 +124,11 @@ class Trainer:
 
     def __init__(self, chunks: list[GPTModel], settings: OptimizerSettings) -> None:
         config = chunks[0].config
-        ddp_config = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True,
-            use_distributed_optimizer=settings.distributed_optimizer,
-        )
+        ddp = ddp_config(settings, torch.cuda.is_available(), len(chunks))
         wrapped: list[torch.nn.Module] = [Float16Module(config, c) if config.bf16 else c for c in chunks]
         self.model = [
             # Only the first chunk gets bucketed reduce (megatron-LM's choice for interleaved schedules).
-            DistributedDataParallel(config=config, ddp_config=ddp_config, module=m, disable_bucketing=i > 0)
+            DistributedDataParallel(config=config, ddp_config=ddp, module=m, disable_bucketing=i > 0)
             for i, m in enumerate(wrapped)
         ]
         self.optimizer = get_megatron_optimizer(
@@ -122,13 +143,20 @@ class Trainer:
                 bf16=config.bf16,
                 params_dtype=config.params_dtype,
                 use_distributed_optimizer=settings.distributed_optimizer,
+                overlap_param_gather=ddp.overlap_param_gather,  # meant to equal the DDP setting
             ),
             self.model,
         )
         # The schedules call these hooks: skip DP grad sync until the last micro-batch, then reduce DP grads,
         # TP-replicated (sequence-parallel norm) grads and tied embeddings, and divide by the token count.
-        config.no_sync_func = (
-            [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
+        config.no_sync_func = _per_chunk([m.no_sync for m in self.model])
+        # With overlap, the schedules also start each chunk's grad reduce when its last backward is done,
+        # and (interleaved only: megatron-LM's align_param_gather) each chunk's param all-gather in order.
+        config.grad_sync_func = (
+            _per_chunk([m.start_grad_sync for m in self.model]) if ddp.overlap_grad_reduce else None
+        )
+        config.param_sync_func = (
+            _per_chunk([m.start_param_sync for m in self.model]) if ddp.align_param_gather else None
         )
         config.finalize_model_grads_func = finalize_model_grads
         config.grad_scale_func = self.optimizer.scale_loss
@@ -137,6 +165,18 @@ class Trainer:
     @property
     def chunks(self) -> list[GPTModel]:
         return [unwrap(m) for m in self.model]
+
+    def sync_params(self) -> None:
+        """Finish a pending parameter all-gather (overlap with the distributed optimizer; else a no-op).
+
+        With overlap the optimizer step leaves the updated parameters to be gathered during the next forward
+        pass; anything that reads the weights outside a training step (checkpoint, export, logits, eval)
+        calls this first, as megatron-LM does before evaluation and saving.
+        """
+        for m in self.model:
+            if getattr(m, "use_forward_hook", False):
+                m.disable_forward_pre_hook(param_sync=True)
+                m.enable_forward_pre_hook()
 
     def train_step(self, micro_batches: list[MicroBatch]) -> tuple[float, float]:
         """Forward, backward and one optimizer step over the micro-batches of one global batch (this DP rank's).
@@ -155,6 +195,7 @@ class Trainer:
     @torch.no_grad()
     def eval_loss(self, micro_batches: list[MicroBatch]) -> float:
         """Mean loss per target token over the micro-batches (all DP ranks together), no update."""
+        self.sync_params()
         for m in self.model:
             m.eval()
         return self._mean_loss(self._run(micro_batches, forward_only=True))
@@ -216,6 +257,11 @@ def forward_logits(
 def _gather_logits(logits: torch.Tensor, non_loss_data: bool = True) -> torch.Tensor:
     """The schedules' "loss function" for forward_logits: the TP ranks' vocabulary slices, concatenated."""
     return tensor_parallel.gather_from_tensor_model_parallel_region(logits)
+
+
+def _per_chunk(hooks: list[Any]) -> Any:
+    """One hook per model chunk, or the hook itself without virtual pipeline stages (what the schedules take)."""
+    return hooks if len(hooks) > 1 else hooks[0]
 
 
 def _device() -> torch.device:
