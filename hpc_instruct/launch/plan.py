@@ -100,7 +100,8 @@ def memory_dict(study: Study) -> dict:
 def assumptions(study: Study) -> dict:
     ex = study.recipe.execution
     return {
-        "flops": "6*N per trained token + 6*layers*seq*hidden (causal attention), N = parameters",
+        "flops": "6*N per trained token, N = matmul weights (no input embedding), + 6*layers*hidden*l^2 per "
+                 "sample of l tokens (causal attention within each sample)",
         "gpu": ex.gpu_spec().name,
         "gpu_peak_tflops": ex.gpu_spec().peak_tflops(study.recipe.training.precision),
         "assumed_mfu": ex.assumed_mfu,
