@@ -9,8 +9,10 @@ buffers, so a plain torch optimizer would silently not train) and runs `train_st
 A step takes a list of micro-batches (this DP rank's share of the global batch); a micro-batch is what
 `hpc_instruct.data.packing.collate_packed` gives: [micro_batch, seq] tensors `input_ids`, `labels` (aligned
 with `input_ids`, -100 = no loss; shifted here, as HF models do internally) and optionally `segment_ids`
-(packed rows, negative = padding), on any device (moved to the compute device here). Every rank of a TP/PP
-group passes the same micro-batches.
+(packed rows, negative = padding), on any device (moved to the compute device here), and `cu_seqlens`
+(`hpc_instruct.train.batching`; derived from `segment_ids` when absent). Every rank of a TP/PP group passes the
+same micro-batches. Models built with Transformer Engine layers (`packed_format` "thd", see `te`) get each
+micro-batch laid end to end as one sequence with its boundaries; local ones get a dense block-diagonal mask.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
 from hpc_instruct.train import distributed
-from hpc_instruct.train.megatron import cpu_compat
+from hpc_instruct.train.megatron import cpu_compat, te
 from hpc_instruct.train.megatron.model import ParallelLayout, packed_attention_mask, packed_position_ids
 
 MicroBatch = dict[str, torch.Tensor]
@@ -201,7 +203,7 @@ class Trainer:
         return self._mean_loss(self._run(micro_batches, forward_only=True))
 
     def _run(self, micro_batches: list[MicroBatch], forward_only: bool) -> list[dict[str, torch.Tensor]]:
-        micro, seq = micro_batches[0]["input_ids"].shape
+        micro, seq = _schedule_shape(self.model, micro_batches[0])
         iterators: list[Iterator[MicroBatch]] = [iter(micro_batches) for _ in self.model]
         return get_forward_backward_func()(
             forward_step_func=_forward_step,
@@ -235,10 +237,10 @@ def forward_logits(
     """
     for m in model:
         m.eval()
-    micro, seq = micro_batches[0]["input_ids"].shape
+    micro, seq = _schedule_shape(model, micro_batches[0])
 
     def step(data_iterator: Iterator[MicroBatch], chunk: torch.nn.Module) -> tuple[torch.Tensor, Any]:
-        return chunk(**model_inputs(_to_device(next(data_iterator)))), _gather_logits
+        return chunk(**model_inputs(_to_device(next(data_iterator)), _is_thd(chunk))), _gather_logits
 
     iterators = [iter(micro_batches) for _ in model]
     outputs = get_forward_backward_func()(
@@ -251,7 +253,10 @@ def forward_logits(
         forward_only=True,
         collect_non_loss_data=True,
     )
-    return list(outputs) if parallel_state.is_pipeline_last_stage() else None
+    if not parallel_state.is_pipeline_last_stage():
+        return None
+    # THD runs a micro-batch as one row: give the logits back their [rows, width] shape.
+    return [out.reshape(*mb["input_ids"].shape, -1) for out, mb in zip(outputs, micro_batches, strict=True)]
 
 
 def _gather_logits(logits: torch.Tensor, non_loss_data: bool = True) -> torch.Tensor:
@@ -264,6 +269,16 @@ def _per_chunk(hooks: list[Any]) -> Any:
     return hooks if len(hooks) > 1 else hooks[0]
 
 
+def _is_thd(model: torch.nn.Module) -> bool:
+    return getattr(unwrap(model), te.PACKED_FORMAT, "mask") == "thd"
+
+
+def _schedule_shape(model: list[torch.nn.Module], batch: MicroBatch) -> tuple[int, int]:
+    """(micro-batch size, sequence length) as the schedules see them: THD lays the rows end to end."""
+    rows, width = batch["input_ids"].shape
+    return (1, rows * width) if _is_thd(model[0]) else (rows, width)
+
+
 def _device() -> torch.device:
     return (
         torch.device("cuda", torch.cuda.current_device())
@@ -274,11 +289,30 @@ def _device() -> torch.device:
 
 def _to_device(batch: MicroBatch) -> MicroBatch:
     device = _device()
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    # The boundaries stay on the host: `te.thd_params` reads their maximum there and moves them itself.
+    return {k: v if k == "cu_seqlens" else v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def model_inputs(batch: MicroBatch) -> dict[str, Any]:
-    """GPTModel keyword arguments for a micro-batch (packed rows get the block-diagonal causal mask)."""
+def model_inputs(batch: MicroBatch, thd: bool = False) -> dict[str, Any]:
+    """GPTModel keyword arguments for a micro-batch.
+
+    Local layers: packed rows get the block-diagonal causal mask. `thd` (TE layers): the rows are laid end to
+    end ([1, rows x width]) with `PackedSeqParams` from `cu_seqlens`; no mask, TE's causal kernel runs per
+    sequence (each row's padding tail is a sequence of its own, without loss).
+    """
+    if thd:
+        cu = batch.get("cu_seqlens")
+        if cu is None:
+            cu = te.cu_seqlens_from_segments(
+                batch.get("segment_ids", torch.zeros_like(batch["input_ids"])).cpu()
+            )
+        flat = te.flatten_rows(batch)
+        return {
+            "input_ids": flat["input_ids"],
+            "position_ids": None,  # RoPE restarts per THD sequence inside megatron
+            "attention_mask": None,
+            "packed_seq_params": te.thd_params(cu, flat["input_ids"].device),
+        }
     segments = batch.get("segment_ids")
     if segments is None:
         return {"input_ids": batch["input_ids"], "position_ids": None, "attention_mask": None}
@@ -303,8 +337,11 @@ def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _forward_step(data_iterator: Iterator[MicroBatch], model: torch.nn.Module) -> tuple[torch.Tensor, Any]:
     batch = _to_device(next(data_iterator))
-    target, loss_mask = shifted_targets(batch["labels"])
-    output = model(**model_inputs(batch), labels=target)
+    target, loss_mask = shifted_targets(batch["labels"])  # shifted within each row, before any flattening
+    thd = _is_thd(model)
+    if thd:
+        target, loss_mask = target.reshape(1, -1), loss_mask.reshape(1, -1)
+    output = model(**model_inputs(batch, thd), labels=target)
     return output, partial(_loss, loss_mask)
 
 
