@@ -113,7 +113,8 @@ def memory_dict(study: Study) -> dict:
 def assumptions(study: Study) -> dict:
     ex = study.recipe.execution
     return {
-        "flops": "6 x matmul weights of the per-rank shapes (padded vocab) + 12*layers*seq*heads*head_dim per token",
+        "flops": "6 x matmul weights of the per-rank shapes (padded vocab, no input embedding) per token + "
+                 "6*layers*hidden*l^2 per sample of l tokens (causal attention within each sample)",
         "gpu": ex.gpu_spec().name,
         "gpu_peak_tflops": ex.gpu_spec().peak_tflops(study.recipe.training.precision),
         "assumed_mfu": ex.assumed_mfu,

@@ -100,6 +100,10 @@ class Checker:
         if m.backend != "megatron" and (m.tp > 1 or m.pp > 1):
             why = "ZeRO-2 is data parallel only" if m.backend == "deepspeed" else "the hf backend is data parallel (DDP)"
             self.problem(at + ("backend",), f"tp/pp > 1 needs backend 'megatron' ({why})")
+        if m.backend != "megatron" and self.recipe.training.activation_checkpointing == "selective":
+            self.problem(("training", "activation_checkpointing"),
+                         f"model {m.name!r} uses backend {m.backend!r}, which recomputes whole layers only",
+                         "use full (or none), or backend megatron")
         if m.device == "cpu" and self.recipe.training.precision == "fp16":
             self.problem(("training", "precision"), f"model {m.name!r} runs on cpu, where fp16 training is not supported",
                          "use fp32 (or bf16)")

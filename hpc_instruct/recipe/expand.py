@@ -4,8 +4,10 @@ Derived numbers are computed here, once, and explained where they are computed:
 - ranks per trial = tp * pp * dp (GPUs on CUDA); nodes from the recipe;
 - sequences per epoch = samples (padded) or ceil(tokens / max_length) (packed);
 - steps per epoch = ceil(sequences / global_batch); epochs = max(epochs, ceil(min_steps / steps per epoch));
-- trained tokens = tokens per epoch * epochs; FLOPs = model FLOPs per token of the per-rank shapes megatron
-  builds (padded vocabulary; `train.scale.costs.train_flops_per_token`) * trained tokens;
+- trained tokens = tokens per epoch * epochs; FLOPs = 6 x matmul weights of the per-rank shapes megatron builds
+  (padded vocabulary, no input embedding; `train.scale.costs.train_flops_per_token`) per token + causal
+  attention per sample (6 L h l^2, with each ability's mean length l: `ModelShape.training_flops`), the same
+  packed or padded (packing changes the padding, which is not model FLOPs, not the samples' attention);
 - GPU-hours = FLOPs / (peak TFLOP/s of the named GPU at the training precision * MFU) / 3600, with the peak and
   MFU printed as assumptions.
 """
@@ -121,8 +123,10 @@ def _trial(tid, label, source, m: ModelConfig, shape: ModelShape, request, count
            recipe: Recipe, facts: DataFacts) -> Trial:
     t, ex = recipe.training, recipe.execution
     # Tokens per epoch: each sample contributes its mean length, truncated to max_length.
-    tokens_epoch = sum(n * min(facts.mean_tokens.get(a, 300), t.max_length) for a, n in counts.items())
-    tokens_epoch += synthetic * min(facts.mean_tokens.get("synthetic", 400), t.max_length)
+    lengths = [(n, min(facts.mean_tokens.get(a, 300), t.max_length)) for a, n in counts.items()]
+    lengths.append((synthetic, min(facts.mean_tokens.get("synthetic", 400), t.max_length)))
+    tokens_epoch = sum(n * length for n, length in lengths)
+    squares_epoch = sum(n * length**2 for n, length in lengths)  # attention: every sample at its mean length
     samples = sum(counts.values()) + synthetic
     sequences = math.ceil(tokens_epoch / t.max_length) if t.packing else samples
     steps_per_epoch = max(1, math.ceil(sequences / m.global_batch))
@@ -130,8 +134,8 @@ def _trial(tid, label, source, m: ModelConfig, shape: ModelShape, request, count
     ckpts = tuple(e for e in range(1, epochs + 1) if e % t.checkpoint_every_epochs == 0 or e == epochs)
     world = m.tp * m.pp * m.dp
     gpus = world if m.device == "cuda" else 0
-    seq = t.max_length if t.packing else max(1, tokens_epoch // max(1, samples))
-    flops = _flops_per_token(shape, m.tp, m.pp, m.vpp, seq) * tokens_epoch * epochs
+    matmul = _flops_per_token(shape, m.tp, m.pp, m.vpp, 0)  # seq 0: the matmuls only; attention per sample below
+    flops = (matmul * tokens_epoch + shape.training_flops(0, squares_epoch)) * epochs
     peak = ex.gpu_spec().peak_tflops(t.precision)
     gpu_hours = flops / (peak * 1e12 * ex.assumed_mfu) / 3600 if gpus else 0.0
     return Trial(tid, label, m.name, _size(m), source, request, counts, synthetic, samples, seed, m.nodes, gpus,

@@ -50,7 +50,7 @@ class ModelMemory:
 def train_setup(m: ModelConfig, shape: ModelShape, recipe: Recipe) -> TrainSetup:
     t = recipe.training
     return TrainSetup(LayoutKey(shape, m.tp, m.pp, m.vpp), m.dp, m.nodes, m.micro_batch, m.global_batch,
-                      t.max_length, t.precision, "full" if t.activation_checkpointing else "none",
+                      t.max_length, t.precision, t.activation_checkpointing,
                       m.sequence_parallel, m.distributed_optimizer)
 
 

@@ -55,7 +55,7 @@ class BackendSettings:
     dp: int
     sequence_parallel: bool
     distributed_optimizer: bool
-    activation_checkpointing: bool
+    activation_checkpointing: Literal["selective", "full", "none"]
     micro_batch: int
     accumulation: int
     optimizer: AdamWSettings
@@ -155,6 +155,11 @@ def build_backend(settings: BackendSettings, shape: ModelShape, weights: Mapping
         raise ValueError(
             f"backend {settings.name!r} is data parallel only: tp={settings.tp}, pp={settings.pp} "
             f"needs backend: megatron"
+        )
+    if settings.name != "megatron" and settings.activation_checkpointing == "selective":
+        raise ValueError(
+            f"backend {settings.name!r} recomputes whole layers only: set training.activation_checkpointing "
+            f"to full or none, or use backend: megatron for selective recomputation"
         )
     module, _, cls = IMPLEMENTATIONS[settings.name].partition(":")
     try:

@@ -51,7 +51,10 @@ class TrainingConfig:
     grad_clip: float = spec(1.0, lo=0, help="0 disables clipping")
     max_length: int = spec(2048, lo=8)
     precision: Literal["fp32", "bf16", "fp16"] = spec("bf16")
-    activation_checkpointing: bool = spec(True, identity=False)
+    activation_checkpointing: Literal["selective", "full", "none"] | bool = spec(
+        "full", identity=False,
+        help="recompute activations in backward: selective (attention core, megatron only), full (every layer), "
+             "none; true/false (older recipes) mean full/none")
     packing: bool = spec(True, help="pack samples to max_length (boundaries kept) instead of padding")
     template: Literal["doit", "tokenizer"] = spec("doit", help="DoIT <user>/<assistant>/<eot> or the tokenizer's own")
     checkpoint_every_epochs: int = spec(1, lo=1, help="export a checkpoint for evaluation every N epochs (and the last)")
@@ -62,3 +65,8 @@ class TrainingConfig:
     async_save: bool = spec(False, identity=False,
                             help="megatron: write resume checkpoints in the background while training goes on "
                                  "(host memory holds a copy of the rank's shard until written)")
+
+    def __post_init__(self) -> None:
+        # Recipes written before `selective` existed say true/false: keep them valid, as full/none.
+        if isinstance(self.activation_checkpointing, bool):
+            object.__setattr__(self, "activation_checkpointing", "full" if self.activation_checkpointing else "none")

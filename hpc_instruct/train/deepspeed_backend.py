@@ -66,7 +66,7 @@ class DeepSpeedBackend:
             )
         self.dp_rank, self.dp_size, self.pad_multiple = self.rank, self.world, 1
         torch.manual_seed(settings.seed)
-        model = build_hf_model(shape, weights, settings.activation_checkpointing).to(self.device).train()
+        model = build_hf_model(shape, weights, settings.activation_checkpointing == "full").to(self.device).train()
         config = {
             "train_micro_batch_size_per_gpu": settings.micro_batch,
             "gradient_accumulation_steps": settings.accumulation,

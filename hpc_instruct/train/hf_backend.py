@@ -163,7 +163,7 @@ class HFBackend:
             )
         self.dp_rank, self.dp_size, self.pad_multiple = self.rank, self.world, 1
         torch.manual_seed(settings.seed)
-        self.model = build_hf_model(shape, weights, settings.activation_checkpointing).to(self.device).train()
+        self.model = build_hf_model(shape, weights, settings.activation_checkpointing == "full").to(self.device).train()
         self.ddp: torch.nn.Module | None = None
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel

@@ -164,7 +164,8 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
     from hpc_instruct.train.weights import initial_weights
 
     backend = build_backend(settings, shape, initial_weights(shape, job.seed, job.model.path))
-    data = StepData(rows, plan, job.seed, tokenizer.pad_token_id, backend.pad_multiple)
+    # Pipeline stages exchange fixed shapes: one width per step there, one per micro-batch elsewhere.
+    data = StepData(rows, plan, job.seed, tokenizer.pad_token_id, backend.pad_multiple, job.model.pp > 1)
     fresh = TrainerState(
         trial_id=job.trial_id, step=0, total_steps=total, steps_per_epoch=steps_per_epoch,
         global_batch=plan.global_batch, data_key=rows.data_key, packing=rows.packed, backend=settings.name,
@@ -253,7 +254,7 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
                     "target_tokens": batch.target_tokens,
                     "seconds": seconds,
                     "tokens_per_s": batch.tokens / seconds,
-                    "mfu": throughput.mfu(batch.tokens, batch.rows, seconds),
+                    "mfu": throughput.mfu(batch.tokens, batch.squares, seconds),
                     "attempt": state.attempt,
                     "time": time.time(),
                 }

@@ -43,9 +43,30 @@ class ModelShape:
         embed = v * h * (1 if self.tie_embeddings else 2)
         return self.num_layers * (attn + mlp + norms) + embed + h
 
+    @property
+    def matmul_parameters(self) -> int:
+        """Weights that take part in a matrix product per token: every layer's projections and the output layer.
+
+        The input embedding is a table lookup (no FLOPs), so it is left out even when tied to the output
+        layer (then the one matrix is counted once, as the output layer); norms and biases are elementwise.
+        """
+        h, kv = self.hidden_size, self.num_query_groups * self.head_dim
+        per_layer = 2 * h * h + 2 * h * kv + 3 * h * self.ffn_hidden_size  # q, o; k, v; gate, up, down
+        return self.num_layers * per_layer + self.vocab_size * h
+
+    def training_flops(self, tokens: int, squares: int) -> float:
+        """Model FLOPs of one training pass (forward + backward = 3 x forward) over `tokens` tokens.
+
+        Matmuls: 2 FLOPs per weight per token forward, so 6 x `matmul_parameters` x tokens. Attention scores
+        and their weighted sum: 2 x 2·l²·h per layer forward for a sample of length l, halved by the causal
+        mask, x3 for training: 6·L·h·l². Packed rows hold several samples that attend only within
+        themselves, so `squares` is the sum of l² over the samples, not the rows.
+        """
+        return 6.0 * self.matmul_parameters * tokens + 6.0 * self.num_layers * self.hidden_size * squares
+
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token: 6·N for the matmuls plus the attention score term (6·L·s·h, causal)."""
-        return 6.0 * self.num_parameters + 6.0 * self.num_layers * seq_len * self.hidden_size
+        """`training_flops` per token when every sample is `seq_len` long (planning, before the data exists)."""
+        return self.training_flops(1, seq_len)
 
 
 _LLAMA1_VOCAB = 49953  # Chinese-LLaMA-Plus (DoIT's base models)

@@ -5,9 +5,11 @@ the global batch), target_tokens, seconds, tokens_per_s, mfu, attempt, time. The
 whenever a checkpoint is saved and at the end; a resumed attempt reads it back, drops rows after its resume
 step (they are recomputed identically) and appends.
 
-MFU = model FLOPs per second / (peak FLOPs per GPU x GPUs). Model FLOPs per token come from
-`ModelShape.flops_per_token` (6N plus the attention term at the step's mean row length). The peak is looked up
-by GPU name (dense bf16 tensor-core TFLOP/s), else taken from `execution.gpu_peak_tflops`; on CPU MFU is null.
+MFU = model FLOPs per second / (peak FLOPs per GPU x GPUs). Model FLOPs are `ModelShape.training_flops`: 6 x
+the weights that multiply (no input embedding) per token, plus causal attention from each sample's own length
+(the step's sum of squared sample lengths, so a packed row of short samples is not charged as one long one).
+Padding is not counted. The peak is looked up by GPU name (dense bf16 tensor-core TFLOP/s), else taken from
+`execution.gpu_peak_tflops`; on CPU MFU is null.
 """
 
 from __future__ import annotations
@@ -77,10 +79,11 @@ class Throughput:
     peak_tflops: float | None  # per GPU; None on CPU
     devices: int
 
-    def mfu(self, tokens: int, rows: int, seconds: float) -> float | None:
+    def mfu(self, tokens: int, squares: int, seconds: float) -> float | None:
+        """MFU of a step over `tokens` real tokens whose samples' squared lengths sum to `squares`."""
         if self.peak_tflops is None or seconds <= 0:
             return None
-        flops = self.shape.flops_per_token(max(1, tokens // max(1, rows))) * tokens
+        flops = self.shape.training_flops(tokens, squares)
         return flops / seconds / (self.peak_tflops * 1e12 * self.devices)
 
 

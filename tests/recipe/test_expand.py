@@ -61,11 +61,20 @@ def test_doit_resources_fit_each_size(doit):
     assert sizes["33b"][0] == 2 and sizes["33b"][2] * sizes["33b"][3] > 1  # 33B spans nodes with TP/PP
 
 
-def test_doit_steps_are_the_papers(doit):
-    _, ex = doit
+def test_doit_steps_are_the_papers_when_padded(tmp_path):
+    overrides = ("study.output_root=" + str(tmp_path), "training.packing=false")
+    ex = load_study(ROOT / "recipes" / "doit.yaml", overrides).expand(with_eval=False)
     for t in ex.trials:  # padded (one sample per sequence), global batch 64, 15 epochs
         assert t.steps_per_epoch == max(1, math.ceil(t.total_samples / 64))
         assert t.steps == 15 * t.steps_per_epoch and t.checkpoints == tuple(range(1, 16))
+
+
+def test_doit_packs_by_default_into_fewer_steps(doit):
+    study, ex = doit
+    assert study.recipe.training.packing
+    for t in ex.trials:  # 64 packed rows of <= 2048 tokens per step
+        assert t.steps_per_epoch == max(1, math.ceil(math.ceil(t.tokens / 15 / 2048) / 64))
+        assert t.steps_per_epoch <= max(1, math.ceil(t.total_samples / 64))
 
 
 def test_eval_tasks_cover_valid_every_checkpoint_and_test_once(doit):

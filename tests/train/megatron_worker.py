@@ -5,7 +5,8 @@
 
 Each scenario runs one or more parallel layouts in the same process group (re-creating megatron's groups per
 layout) and rank 0 writes a JSON report. Layout names: dash-joined parts `tpN`, `ppN`, `vppN`, `sp`
-(sequence parallel), `dist` (distributed optimizer), `full`/`selective` (recompute); the rest of the world is
+(sequence parallel), `dist` (distributed optimizer), `full`/`selective` (recompute), `overlap` (DP
+communication overlapped with compute, as on GPUs); the rest of the world is
 DP. `tp1` is the single-process reference.
 """
 
@@ -40,7 +41,12 @@ def parse_layout(name: str) -> tuple[ParallelLayout, ModelOptions, parallel.Opti
         sequence_parallel="sp" in parts,
     )
     recompute = "full" if "full" in parts else "selective" if "selective" in parts else None
-    settings = parallel.OptimizerSettings(lr=3e-3, weight_decay=0.01, distributed_optimizer="dist" in parts)
+    settings = parallel.OptimizerSettings(
+        lr=3e-3,
+        weight_decay=0.01,
+        distributed_optimizer="dist" in parts,
+        overlap_communication=True if "overlap" in parts else None,  # forced on: GPU-only by default
+    )
     return layout, ModelOptions(recompute=recompute), settings
 
 

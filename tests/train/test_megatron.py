@@ -164,6 +164,29 @@ def test_training_layouts_match_single_process(
         assert _curve(report[name]) == pytest.approx(ref, abs=LOSS_TOL), name
 
 
+def test_communication_overlap_is_on_for_gpus_only() -> None:
+    """Bucketed grad-reduce overlap on CUDA; param-gather overlap with the distributed optimizer; none on CPU."""
+    from hpc_instruct.train.megatron.parallel import OptimizerSettings, ddp_config
+
+    cpu = ddp_config(OptimizerSettings(distributed_optimizer=True), cuda=False)
+    assert not cpu.overlap_grad_reduce and not cpu.overlap_param_gather
+    gpu = ddp_config(OptimizerSettings(distributed_optimizer=True), cuda=True)
+    assert gpu.overlap_grad_reduce and gpu.overlap_param_gather and not gpu.align_param_gather
+    assert ddp_config(OptimizerSettings(distributed_optimizer=True), cuda=True, chunks=2).align_param_gather
+    plain = ddp_config(OptimizerSettings(), cuda=True)  # no distributed optimizer: nothing to all-gather
+    assert plain.overlap_grad_reduce and not plain.overlap_param_gather and plain.grad_reduce_in_fp32
+
+
+@pytest.mark.slow
+def test_overlapped_communication_trains_the_same(tmp_path: Path, reference_losses: dict) -> None:
+    """Megatron's overlapped, bucketed DP reduce and param gather (forced on over gloo) give TP=1's losses."""
+    layouts = ["tp1-overlap", "tp1-dist-overlap", "pp2-vpp2-dist-overlap"]
+    report = run_worker(tmp_path, 2, "train", *layouts)
+    ref = _curve(reference_losses["tp1"])
+    for name in layouts:
+        assert _curve(report[name]) == pytest.approx(ref, abs=LOSS_TOL), name
+
+
 @pytest.mark.slow
 def test_checkpoint_saved_at_tp2_loads_under_pp2_and_tp1(tmp_path: Path) -> None:
     """dist_checkpointing reshards: saved at TP=2 after a step, loaded at PP=2, PP=2 x virtual 2 and TP=1."""

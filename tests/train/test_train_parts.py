@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -82,14 +83,15 @@ def test_every_epoch_is_a_seeded_permutation_split_across_dp_ranks(prepared_stud
     rows = load_rows(prepared_study.packed)
     assert (epoch_order(0, 1, 13) == epoch_order(0, 1, 13)).all()
     assert not (epoch_order(0, 0, 13) == epoch_order(0, 1, 13)).all()
-    one = StepData(rows, BatchPlan(4, 2, 1), seed=0, pad_id=0)
-    two = StepData(rows, BatchPlan(4, 1, 2), seed=0, pad_id=0, pad_multiple=8)
+    one = StepData(rows, BatchPlan(4, 2, 1), seed=0, pad_id=0, uniform_width=True)
+    two = StepData(rows, BatchPlan(4, 1, 2), seed=0, pad_id=0, pad_multiple=8, uniform_width=True)
     seen = np.concatenate([one.global_rows(s) for s in range(4)])
     assert sorted(seen.tolist()) == list(range(13))  # each row once per epoch; the last step has 1 row
     for step in range(8):
         a = one.step(step, 0)
         b0, b1 = two.step(step, 0), two.step(step, 1)
         assert a.tokens == b0.tokens and a.target_tokens == b0.target_tokens  # global counts, every rank
+        assert a.squares == b0.squares == rows.squares[one.global_rows(step)].sum()
         assert b0.width % 8 == 0 and all(mb["input_ids"].shape[1] == b0.width for mb in b0.micro_batches)
         ids_one = torch.cat([mb["input_ids"] for mb in a.micro_batches])
         ids_two = torch.cat([mb["input_ids"] for mb in (*b0.micro_batches, *b1.micro_batches)])
@@ -99,6 +101,45 @@ def test_every_epoch_is_a_seeded_permutation_split_across_dp_ranks(prepared_stud
 
 
 # ------------------------------------------------------------------------------------------ weights
+def test_unpacked_micro_batches_are_padded_to_their_own_longest_row(prepared_study) -> None:
+    rows = load_rows(prepared_study.packed, packing=False)
+    own = StepData(rows, BatchPlan(8, 2, 1), seed=0, pad_id=0, pad_multiple=4)
+    uniform = StepData(rows, BatchPlan(8, 2, 1), seed=0, pad_id=0, pad_multiple=4, uniform_width=True)
+    saved = 0
+    for step in range(own.steps_per_epoch):
+        a, b = own.step(step, 0), uniform.step(step, 0)
+        for mine, same in zip(a.micro_batches, b.micro_batches, strict=True):
+            longest = int((mine["segment_ids"] >= 0).sum(1).max())
+            assert mine["input_ids"].shape[1] == -(-longest // 4) * 4  # its own longest row, rounded up
+            assert same["input_ids"].shape[1] == b.width  # pipeline parallel: the step's longest row
+            width = mine["input_ids"].shape[1]
+            for key in ("input_ids", "labels", "segment_ids"):
+                assert torch.equal(mine[key], same[key][:, :width])  # the same rows, less padding
+            assert (same["labels"][:, width:] == -100).all()
+            saved += same["input_ids"].numel() - mine["input_ids"].numel()
+        assert (a.tokens, a.target_tokens, a.squares) == (b.tokens, b.target_tokens, b.squares)
+    assert saved > 0  # this data has rows of different lengths: some padding is not computed
+
+
+def test_cu_seqlens_lay_the_stored_boundaries_end_to_end(prepared_study) -> None:
+    packed = load_rows(prepared_study.packed, packing=True)
+    data = StepData(packed, BatchPlan(4, 2, 1), seed=0, pad_id=0)
+    for step in range(data.steps_per_epoch):
+        for mb in data.step(step, 0).micro_batches:
+            cu = mb["cu_seqlens"]
+            rows, width = mb["input_ids"].shape
+            assert cu.dtype == torch.int32 and cu[0] == 0 and cu[-1] == rows * width
+            assert (cu[1:] > cu[:-1]).all()  # no empty sequence
+            # Every boundary is a segment change of the flattened row-major segment ids (pads: a new one).
+            seg = (mb["segment_ids"] + 1000 * torch.arange(rows)[:, None]).flatten()
+            starts = torch.nonzero(seg[1:] != seg[:-1]).flatten() + 1
+            assert cu[1:-1].tolist() == starts.tolist()
+    short = [r for r in packed.rows if len(r["cu_seqlens"]) > 2][0]
+    assert packed.squares[packed.rows.index(short)] == sum(
+        int(b - a) ** 2 for a, b in zip(short["cu_seqlens"][:-1], short["cu_seqlens"][1:], strict=True)
+    )
+
+
 def test_seeded_init_is_per_tensor_and_matches_the_hf_model() -> None:
     from hpc_instruct.train.hf_backend import build_hf_model
 
@@ -206,5 +247,21 @@ def test_mfu_uses_the_gpu_table_or_the_recipe_peak(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Some Future GPU")
     assert gpu_peak_tflops(500.0) == 500.0
     shape = preset("7b")
-    mfu = Throughput(shape, 989.0, 8).mfu(tokens=8 * 3000 * 2048, rows=8 * 3000, seconds=60.0)
+    mfu = Throughput(shape, 989.0, 8).mfu(tokens=8 * 3000 * 2048, squares=8 * 3000 * 2048**2, seconds=60.0)
     assert math.isclose(mfu, shape.flops_per_token(2048) * 8 * 3000 * 2048 / 60 / (8 * 989e12))
+
+
+def test_model_flops_count_matmuls_and_each_samples_attention_by_hand() -> None:
+    shape = preset("tiny")  # llama: 2 layers, hidden 64, 4 heads = 4 groups of 16, ffn 176, vocab 512
+    # Per layer: q, o 2*64*64 = 8192; k, v 2*64*(4*16) = 8192; gate, up, down 3*64*176 = 33792 -> 50176.
+    # x 2 layers = 100352, + output layer 512*64 = 32768 -> 133120. The input embedding (32768) is a lookup.
+    assert shape.matmul_parameters == 133_120 == shape.num_parameters - 512 * 64 - 5 * 64  # - embedding, norms
+    # One packed row of samples 100 + 28 and one row of 50: 178 tokens; squares 10000 + 784 + 2500 = 13284.
+    # 6 * 133120 * 178 = 142,172,160; attention 6 * 2 layers * 64 * 13284 = 10,202,112.
+    assert shape.training_flops(178, 13_284) == 152_374_272
+    # The same tokens counted as rows of their own length (the old formula) would read higher:
+    assert shape.training_flops(178, 128**2 + 50**2) > shape.training_flops(178, 13_284)
+    # Tied embeddings: the one matrix is the output layer, counted once.
+    assert replace(shape, tie_embeddings=True).matmul_parameters == shape.matmul_parameters
+    mfu = Throughput(shape, 100.0, 2).mfu(tokens=178, squares=13_284, seconds=1e-6)
+    assert math.isclose(mfu, 152_374_272 / 1e-6 / (2 * 100e12))

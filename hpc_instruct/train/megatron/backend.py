@@ -1,10 +1,11 @@
 """The Megatron backend of the training loop (`hpc_instruct.train.backend.Backend`), on the modules beside it.
 
 Layout: TP x PP (x virtual PP) from the recipe, the rest of the world is DP; the distributed optimizer shards
-Adam state over DP; sequence parallelism shards norms/residuals over TP; `activation_checkpointing` turns on
-full per-layer recomputation (what DoIT's gradient checkpointing does). Precision: fp32; bf16 with fp32
-main weights; fp16 (the DoIT paper's) with fp32 main weights and megatron-core's dynamic loss scaling, on GPUs
-only (`parallel.FP16_*`: a step with inf/NaN gradients is skipped and logged).
+Adam state over DP; sequence parallelism shards norms/residuals over TP; `activation_checkpointing` is full
+per-layer recomputation (what DoIT's gradient checkpointing does), selective (only the attention core,
+whose s x s scores dominate the local spec's activations; cheap to recompute), or none. Precision: fp32; bf16
+with fp32 main weights; fp16 (the DoIT paper's) with fp32 main weights and megatron-core's dynamic loss
+scaling, on GPUs only (`parallel.FP16_*`: a step with inf/NaN gradients is skipped and logged).
 
 The learning rate and weight decay are set on the optimizer's param groups before each step: megatron-core's
 groups carry `wd_mult` (0 for norms and biases) but leave applying it to a scheduler, which this loop replaces.
@@ -62,7 +63,7 @@ class MegatronBackend:
         self.dtype = getattr(torch, dtype_name)
         options = ModelOptions(
             dtype=dtype_name,
-            recompute="full" if settings.activation_checkpointing else None,
+            recompute=None if settings.activation_checkpointing == "none" else settings.activation_checkpointing,
         )
         chunks = build_model(shape, layout, options)
         convert.load_hf_weights(chunks, shape, weights)  # before wrapping: DDP and the optimizer copy params
@@ -108,15 +109,18 @@ class MegatronBackend:
         return StepStats(loss, grad_norm if self.settings.optimizer.grad_clip > 0 else float("nan"))
 
     def save_state(self, directory: Path, asynchronous: bool = False) -> checkpoint.PendingSave | None:
+        self.trainer.sync_params()
         return checkpoint.save_training_state(self.trainer.chunks, self.trainer.optimizer, directory, asynchronous)
 
     def load_state(self, directory: Path) -> None:
         checkpoint.load_training_state(self.trainer.chunks, self.trainer.optimizer, directory)
 
     def export_hf(self, folder: Path) -> None:
+        self.trainer.sync_params()
         convert.save_hf_folder(self.trainer.chunks, self.shape, folder, self.dtype)
 
     def logits(self, micro_batch: dict[str, Any]) -> torch.Tensor | None:
+        self.trainer.sync_params()
         out = parallel.forward_logits(self.trainer.model, [micro_batch])
         mine = None
         if (

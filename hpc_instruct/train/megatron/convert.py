@@ -12,7 +12,8 @@ Layouts (megatron-core local spec, per layer):
   heads, then its key head, then its value head. TP splits whole groups, so shards are contiguous.
 - `mlp.linear_fc1`: gate and up fused; each TP shard is [gate shard; up shard] (silu applies to the first half).
 - `linear_proj`, `linear_fc2`: row-parallel (split along the input dim); embeddings and output layer:
-  vocab-parallel (rows, padded to `padded_vocab_size`); norms replicated.
+  vocab-parallel (rows, padded to `padded_vocab_size`); norms replicated (with Transformer Engine layers they
+  live inside `linear_qkv` / `linear_fc1` as `layer_norm_weight`).
 Megatron's default (non-interleaved) RoPE is HF's `rotate_half`, so q/k need no permutation.
 """
 
@@ -40,6 +41,9 @@ _ONE_TO_ONE = {
     "pre_mlp_layernorm.weight": "post_attention_layernorm.weight",
     "self_attention.linear_proj.weight": "self_attn.o_proj.weight",
     "mlp.linear_fc2.weight": "mlp.down_proj.weight",
+    # Transformer Engine spec (`te`): the same norms, folded into the linear layer that follows them.
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_weight": "post_attention_layernorm.weight",
 }
 
 

@@ -1,13 +1,15 @@
 """Build a megatron-core `GPTModel` in the Llama / Qwen2 shape from a `ModelShape`.
 
-The layers come from megatron-core's local (non-Transformer-Engine) spec, so the same code runs on CPU (tests,
-over gloo) and on GPUs without TE; the only replaced module is the norm (see `RMSNorm`). One `GPTModel` is built
-per virtual pipeline stage held by this rank; `parallel_state` must be initialised first
-(`parallel.initialize`).
+With Transformer Engine (GPU nodes where it imports; see `te`) the layers come from megatron-core's TE spec and
+packed rows run as variable-length sequences (THD). Otherwise they come from the local (non-TE) spec, so the
+same code runs on CPU (tests, over gloo) and on GPUs without TE; the only replaced module is the norm (see
+`RMSNorm`). One `GPTModel` is built per virtual pipeline stage held by this rank; `parallel_state` must be
+initialised first (`parallel.initialize`). Each model carries `packed_format` ("thd" or "mask"): how
+`parallel.model_inputs` keeps the samples of a packed row apart.
 
-Packed sequences: several samples share one row; `packed_attention_mask` builds the block-diagonal causal
-mask from per-token segment ids. The local attention has no variable-length kernel (it rejects
-`PackedSeqParams`), so the mask is what keeps samples apart. RoPE needs no per-sample positions: the score
+Packed sequences on the local spec: several samples share one row; `packed_attention_mask` builds the
+block-diagonal causal mask from per-token segment ids. The local attention has no variable-length kernel (it
+rejects `PackedSeqParams`), so the mask is what keeps samples apart. RoPE needs no per-sample positions: the score
 between two tokens depends only on their distance, which is the same whether positions restart per sample or
 not, so masked attention over the packed row equals running each sample alone (tested).
 """
@@ -29,6 +31,7 @@ from megatron.core.transformer.transformer_block import (
     get_num_layers_to_build,
 )
 
+from hpc_instruct.train.megatron.te import PACKED_FORMAT, Attention, te_layer_spec, use_te
 from hpc_instruct.train.presets import ModelShape, padded_vocab_size  # noqa: F401  (re-exported)
 
 
@@ -81,6 +84,8 @@ class ModelOptions:
         init_std: std of the random init (overwritten when weights are loaded from HF).
         vocab_multiple: the embedding rows are padded up to a multiple of this (and of TP); padded logits are
             masked to -inf-like values, so the loss equals the unpadded model's.
+        attention: "auto" (Transformer Engine layers and THD packing when TE imports on a GPU, else local),
+            "te" (fail without it) or "local" (megatron's plain torch layers and dense masks).
     """
 
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
@@ -88,6 +93,7 @@ class ModelOptions:
     dropout: float = 0.0
     init_std: float = 0.02
     vocab_multiple: int = 128
+    attention: Attention = "auto"
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype is None:
@@ -175,13 +181,16 @@ class RMSNorm(torch.nn.RMSNorm):
         self.weight.sequence_parallel = config.sequence_parallel  # type: ignore[attr-defined]
 
 
-def _block_spec(config: TransformerConfig, vp_stage: int | None) -> TransformerBlockSubmodules:
+def _block_spec(config: TransformerConfig, vp_stage: int | None, te: bool = False) -> TransformerBlockSubmodules:
+    count = get_num_layers_to_build(config, vp_stage=vp_stage)
+    if te:  # the norms are folded into linear_qkv / linear_fc1 (their `layer_norm_weight`); TENorm at the end
+        layer, final_norm = te_layer_spec()
+        return TransformerBlockSubmodules(layer_specs=[layer] * count, layer_norm=final_norm)
     layer = get_gpt_layer_local_spec(normalization="RMSNorm")
     layer = dataclasses.replace(
         layer,
         submodules=dataclasses.replace(layer.submodules, input_layernorm=RMSNorm, pre_mlp_layernorm=RMSNorm),
     )
-    count = get_num_layers_to_build(config, vp_stage=vp_stage)
     return TransformerBlockSubmodules(layer_specs=[layer] * count, layer_norm=RMSNorm)
 
 
@@ -197,12 +206,13 @@ def build_model(
     layout.check(shape, torch.distributed.get_world_size() if torch.distributed.is_initialized() else None)
     config = transformer_config(shape, layout, options, on_meta)
     vocab = padded_vocab_size(shape.vocab_size, layout.tensor, options.vocab_multiple)
+    te = not on_meta and use_te(options.attention)  # the at-scale simulation sizes the local layers
     stages: list[int | None] = list(range(layout.virtual_pipeline)) if layout.virtual_pipeline else [None]
     chunks = []
     for vp_stage in stages:
         model = GPTModel(
             config=config,
-            transformer_layer_spec=_block_spec(config, vp_stage),
+            transformer_layer_spec=_block_spec(config, vp_stage, te),
             vocab_size=vocab,
             max_sequence_length=shape.max_position_embeddings,
             pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
@@ -212,6 +222,7 @@ def build_model(
             rotary_base=shape.rotary_base,  # type: ignore[arg-type]  # a float works; HF bases can be 1e6
             vp_stage=vp_stage,
         )
+        setattr(model, PACKED_FORMAT, "thd" if te else "mask")
         if model.post_process and vocab > shape.vocab_size:
             _mask_padded_logits(model, shape.vocab_size, vocab)
         if torch.cuda.is_available() and not on_meta:  # megatron allocates most params on the GPU already, not the norms

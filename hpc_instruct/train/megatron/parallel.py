@@ -9,8 +9,10 @@ buffers, so a plain torch optimizer would silently not train) and runs `train_st
 A step takes a list of micro-batches (this DP rank's share of the global batch); a micro-batch is what
 `hpc_instruct.data.packing.collate_packed` gives: [micro_batch, seq] tensors `input_ids`, `labels` (aligned
 with `input_ids`, -100 = no loss; shifted here, as HF models do internally) and optionally `segment_ids`
-(packed rows, negative = padding), on any device (moved to the compute device here). Every rank of a TP/PP
-group passes the same micro-batches.
+(packed rows, negative = padding), on any device (moved to the compute device here), and `cu_seqlens`
+(`hpc_instruct.train.batching`; derived from `segment_ids` when absent). Every rank of a TP/PP group passes the
+same micro-batches. Models built with Transformer Engine layers (`packed_format` "thd", see `te`) get each
+micro-batch laid end to end as one sequence with its boundaries; local ones get a dense block-diagonal mask.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.module import Float16Module
 
 from hpc_instruct.train import distributed
-from hpc_instruct.train.megatron import cpu_compat
+from hpc_instruct.train.megatron import cpu_compat, te
 from hpc_instruct.train.megatron.model import ParallelLayout, packed_attention_mask, packed_position_ids
 
 MicroBatch = dict[str, torch.Tensor]
@@ -89,6 +91,10 @@ class OptimizerSettings:
     clip_grad: float = 1.0
     distributed_optimizer: bool = False  # shard optimizer state over DP (ZeRO-1)
     tokens_per_micro_batch: int = 2048  # fp16 only: sizes the first loss scale (`fp16_initial_loss_scale`)
+    # Overlap the DP gradient reduce (and, with the distributed optimizer, the parameter all-gather) with
+    # backward/forward compute, in buckets. None: on with CUDA (NCCL), off on CPU/gloo, where the
+    # collectives are synchronous in practice and the tests want the simplest path.
+    overlap_communication: bool | None = None
 
 
 # fp16: megatron-core's dynamic loss scaler (`DynamicGradScaler`). A step whose gradients hold inf/NaN is
@@ -108,6 +114,26 @@ def fp16_initial_loss_scale(tokens_per_micro_batch: int) -> float:
     return max(1.0, FP16_MEAN_LOSS_SCALE / 2 ** math.ceil(math.log2(max(1, tokens_per_micro_batch))))
 
 
+def ddp_config(settings: OptimizerSettings, cuda: bool, chunks: int = 1) -> DistributedDataParallelConfig:
+    """Megatron DDP settings: fp32 gradient reduction, plus megatron-LM's GPU defaults for overlap.
+
+    With overlap, gradients are reduced bucket by bucket as backward produces them (on the last
+    micro-batch) and, with the distributed optimizer, each bucket's updated parameters are all-gathered
+    just before the forward pass needs them. `bucket_size` None is megatron-core's default,
+    max(40M, 1M x DP) parameters per bucket. With several model chunks (virtual pipeline) the schedule
+    starts the chunks' all-gathers in order (`align_param_gather`, megatron-LM's default there).
+    """
+    overlap = cuda if settings.overlap_communication is None else settings.overlap_communication
+    return DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        use_distributed_optimizer=settings.distributed_optimizer,
+        overlap_grad_reduce=overlap,
+        overlap_param_gather=overlap and settings.distributed_optimizer,
+        align_param_gather=overlap and settings.distributed_optimizer and chunks > 1,
+        bucket_size=None,
+    )
+
+
 def unwrap(module: torch.nn.Module) -> GPTModel:
     """The GPTModel inside DDP / Float16Module wrappers."""
     while not isinstance(module, GPTModel):
@@ -120,15 +146,12 @@ class Trainer:
 
     def __init__(self, chunks: list[GPTModel], settings: OptimizerSettings) -> None:
         config = chunks[0].config
-        ddp_config = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True,
-            use_distributed_optimizer=settings.distributed_optimizer,
-        )
+        ddp = ddp_config(settings, torch.cuda.is_available(), len(chunks))
         half = config.bf16 or config.fp16
         wrapped: list[torch.nn.Module] = [Float16Module(config, c) if half else c for c in chunks]
         self.model = [
             # Only the first chunk gets bucketed reduce (megatron-LM's choice for interleaved schedules).
-            DistributedDataParallel(config=config, ddp_config=ddp_config, module=m, disable_bucketing=i > 0)
+            DistributedDataParallel(config=config, ddp_config=ddp, module=m, disable_bucketing=i > 0)
             for i, m in enumerate(wrapped)
         ]
         self.optimizer = get_megatron_optimizer(
@@ -148,13 +171,20 @@ class Trainer:
                 hysteresis=FP16_HYSTERESIS,
                 params_dtype=config.params_dtype,
                 use_distributed_optimizer=settings.distributed_optimizer,
+                overlap_param_gather=ddp.overlap_param_gather,  # meant to equal the DDP setting
             ),
             self.model,
         )
         # The schedules call these hooks: skip DP grad sync until the last micro-batch, then reduce DP grads,
         # TP-replicated (sequence-parallel norm) grads and tied embeddings, and divide by the token count.
-        config.no_sync_func = (
-            [m.no_sync for m in self.model] if len(self.model) > 1 else self.model[0].no_sync
+        config.no_sync_func = _per_chunk([m.no_sync for m in self.model])
+        # With overlap, the schedules also start each chunk's grad reduce when its last backward is done,
+        # and (interleaved only: megatron-LM's align_param_gather) each chunk's param all-gather in order.
+        config.grad_sync_func = (
+            _per_chunk([m.start_grad_sync for m in self.model]) if ddp.overlap_grad_reduce else None
+        )
+        config.param_sync_func = (
+            _per_chunk([m.start_param_sync for m in self.model]) if ddp.align_param_gather else None
         )
         config.finalize_model_grads_func = finalize_model_grads
         config.grad_scale_func = self.optimizer.scale_loss
@@ -164,6 +194,18 @@ class Trainer:
     @property
     def chunks(self) -> list[GPTModel]:
         return [unwrap(m) for m in self.model]
+
+    def sync_params(self) -> None:
+        """Finish a pending parameter all-gather (overlap with the distributed optimizer; else a no-op).
+
+        With overlap the optimizer step leaves the updated parameters to be gathered during the next forward
+        pass; anything that reads the weights outside a training step (checkpoint, export, logits, eval)
+        calls this first, as megatron-LM does before evaluation and saving.
+        """
+        for m in self.model:
+            if getattr(m, "use_forward_hook", False):
+                m.disable_forward_pre_hook(param_sync=True)
+                m.enable_forward_pre_hook()
 
     def train_step(self, micro_batches: list[MicroBatch]) -> tuple[float, float]:
         """Forward, backward and one optimizer step over the micro-batches of one global batch (this DP rank's).
@@ -191,12 +233,13 @@ class Trainer:
     @torch.no_grad()
     def eval_loss(self, micro_batches: list[MicroBatch]) -> float:
         """Mean loss per target token over the micro-batches (all DP ranks together), no update."""
+        self.sync_params()
         for m in self.model:
             m.eval()
         return self._mean_loss(self._run(micro_batches, forward_only=True))
 
     def _run(self, micro_batches: list[MicroBatch], forward_only: bool) -> list[dict[str, torch.Tensor]]:
-        micro, seq = micro_batches[0]["input_ids"].shape
+        micro, seq = _schedule_shape(self.model, micro_batches[0])
         iterators: list[Iterator[MicroBatch]] = [iter(micro_batches) for _ in self.model]
         return get_forward_backward_func()(
             forward_step_func=_forward_step,
@@ -230,10 +273,10 @@ def forward_logits(
     """
     for m in model:
         m.eval()
-    micro, seq = micro_batches[0]["input_ids"].shape
+    micro, seq = _schedule_shape(model, micro_batches[0])
 
     def step(data_iterator: Iterator[MicroBatch], chunk: torch.nn.Module) -> tuple[torch.Tensor, Any]:
-        return chunk(**model_inputs(_to_device(next(data_iterator)))), _gather_logits
+        return chunk(**model_inputs(_to_device(next(data_iterator)), _is_thd(chunk))), _gather_logits
 
     iterators = [iter(micro_batches) for _ in model]
     outputs = get_forward_backward_func()(
@@ -246,12 +289,30 @@ def forward_logits(
         forward_only=True,
         collect_non_loss_data=True,
     )
-    return list(outputs) if parallel_state.is_pipeline_last_stage() else None
+    if not parallel_state.is_pipeline_last_stage():
+        return None
+    # THD runs a micro-batch as one row: give the logits back their [rows, width] shape.
+    return [out.reshape(*mb["input_ids"].shape, -1) for out, mb in zip(outputs, micro_batches, strict=True)]
 
 
 def _gather_logits(logits: torch.Tensor, non_loss_data: bool = True) -> torch.Tensor:
     """The schedules' "loss function" for forward_logits: the TP ranks' vocabulary slices, concatenated."""
     return tensor_parallel.gather_from_tensor_model_parallel_region(logits)
+
+
+def _per_chunk(hooks: list[Any]) -> Any:
+    """One hook per model chunk, or the hook itself without virtual pipeline stages (what the schedules take)."""
+    return hooks if len(hooks) > 1 else hooks[0]
+
+
+def _is_thd(model: torch.nn.Module) -> bool:
+    return getattr(unwrap(model), te.PACKED_FORMAT, "mask") == "thd"
+
+
+def _schedule_shape(model: list[torch.nn.Module], batch: MicroBatch) -> tuple[int, int]:
+    """(micro-batch size, sequence length) as the schedules see them: THD lays the rows end to end."""
+    rows, width = batch["input_ids"].shape
+    return (1, rows * width) if _is_thd(model[0]) else (rows, width)
 
 
 def _device() -> torch.device:
@@ -264,11 +325,30 @@ def _device() -> torch.device:
 
 def _to_device(batch: MicroBatch) -> MicroBatch:
     device = _device()
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    # The boundaries stay on the host: `te.thd_params` reads their maximum there and moves them itself.
+    return {k: v if k == "cu_seqlens" else v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def model_inputs(batch: MicroBatch) -> dict[str, Any]:
-    """GPTModel keyword arguments for a micro-batch (packed rows get the block-diagonal causal mask)."""
+def model_inputs(batch: MicroBatch, thd: bool = False) -> dict[str, Any]:
+    """GPTModel keyword arguments for a micro-batch.
+
+    Local layers: packed rows get the block-diagonal causal mask. `thd` (TE layers): the rows are laid end to
+    end ([1, rows x width]) with `PackedSeqParams` from `cu_seqlens`; no mask, TE's causal kernel runs per
+    sequence (each row's padding tail is a sequence of its own, without loss).
+    """
+    if thd:
+        cu = batch.get("cu_seqlens")
+        if cu is None:
+            cu = te.cu_seqlens_from_segments(
+                batch.get("segment_ids", torch.zeros_like(batch["input_ids"])).cpu()
+            )
+        flat = te.flatten_rows(batch)
+        return {
+            "input_ids": flat["input_ids"],
+            "position_ids": None,  # RoPE restarts per THD sequence inside megatron
+            "attention_mask": None,
+            "packed_seq_params": te.thd_params(cu, flat["input_ids"].device),
+        }
     segments = batch.get("segment_ids")
     if segments is None:
         return {"input_ids": batch["input_ids"], "position_ids": None, "attention_mask": None}
@@ -293,8 +373,11 @@ def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _forward_step(data_iterator: Iterator[MicroBatch], model: torch.nn.Module) -> tuple[torch.Tensor, Any]:
     batch = _to_device(next(data_iterator))
-    target, loss_mask = shifted_targets(batch["labels"])
-    output = model(**model_inputs(batch), labels=target)
+    target, loss_mask = shifted_targets(batch["labels"])  # shifted within each row, before any flattening
+    thd = _is_thd(model)
+    if thd:
+        target, loss_mask = target.reshape(1, -1), loss_mask.reshape(1, -1)
+    output = model(**model_inputs(batch, thd), labels=target)
     return output, partial(_loss, loss_mask)
 
 

@@ -4,11 +4,10 @@ FLOPs (`train_flops_per_token`) count the matmuls every token passes through in 
 (`RankParams` of every tensor x pipeline rank of one replica, i.e. with the vocabulary padded for TP): 2 FLOPs
 per weight element forward, 4 backward, over QKV, attention projection, FC1 and FC2 of every layer and the
 output layer (with tied embeddings and one stage, the embedding is the output layer); the token embedding is a
-lookup, norms and biases are element-wise (not counted). Attention adds, per layer and token, QK^T and
-probabilities x V over the whole sequence: 4·s·(heads x head dim) forward, x3 with backward. megatron-core's
-local attention computes every score and masks afterwards, so the causal half is not subtracted (PaLM's
-convention for model FLOPs). Recomputation is not counted: it is hardware work, not model FLOPs, and MFU is
-defined on model FLOPs.
+lookup, norms and biases are element-wise (not counted). Attention adds, per layer and token of a sequence of
+length s, QK^T and probabilities x V over the causal half: 2·s·(heads x head dim) forward, x3 with backward
+(the same convention as `ModelShape.training_flops`, which the plan uses per sample). Recomputation is not
+counted: it is hardware work, not model FLOPs, and MFU is defined on model FLOPs.
 
 Checkpoint save (`checkpoint_save`): a resume checkpoint (`dist_checkpointing`, distributed optimizer) writes
 every parameter once (TP-replicated norms and the tied embedding copy once) in the training precision, plus its
@@ -42,7 +41,7 @@ def train_flops_per_token(key: LayoutKey, ranks: tuple[RankParams, ...], seq_len
     tied_one_stage = s.tie_embeddings and key.pp == 1  # the embedding doubles as the output layer
     matmul = sum(r.decoder - r.layers * (2 * h + bias) + r.output_layer + (r.embedding if tied_one_stage else 0)
                  for r in ranks)
-    attention = 4 * seq_len * s.num_attention_heads * s.head_dim * s.num_layers
+    attention = 2 * seq_len * s.num_attention_heads * s.head_dim * s.num_layers  # causal half
     return 3.0 * (2.0 * matmul + attention)
 
 

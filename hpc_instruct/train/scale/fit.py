@@ -137,5 +137,5 @@ def _changes(old: TrainSetup, new: TrainSetup) -> tuple[tuple[str, object], ...]
              ("dp", old.dp, new.dp), ("nodes", old.nodes, new.nodes), ("micro_batch", old.micro_batch, new.micro_batch),
              ("sequence_parallel", old.sequence_parallel, new.sequence_parallel),
              ("distributed_optimizer", old.distributed_optimizer, new.distributed_optimizer),
-             ("activation_checkpointing", old.recompute == "full", new.recompute == "full")]
+             ("activation_checkpointing", old.recompute, new.recompute)]
     return tuple((k, b) for k, a, b in pairs if a != b)
