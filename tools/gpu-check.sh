@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # One-shot GPU check: ~1B Llama in bf16 with and without Transformer Engine (tokens/s, MFU), packed THD vs
 # dense-mask loss parity, save / kill / resume, HF export + reload + batched generation; again at TP=2 when two
-# GPUs are visible. Ends with: RESULT gpu_check mfu=<x> tok_s=<y> parity=<ok|fail> resume=<ok|fail> export=<ok|fail>
+# GPUs are visible. Then the eval part (tools/gpu_check_eval.py): the same items through the native loop and
+# vLLM, verdicts compared, items/s. Ends with two lines:
+#   RESULT gpu_eval native_items_s=<x> vllm_items_s=<y> doit_items_s=<z> agree=<fraction>
+#   RESULT gpu_check mfu=<x> tok_s=<y> parity=<ok|fail> resume=<ok|fail> export=<ok|fail>
 #
 #   tools/gpu-check.sh [--dry-run] [--out DIR] [--no-install]
 #
+# vLLM is installed only with GPU_CHECK_VLLM=1 (it pins its own torch, which would replace the node's): on a
+# node where it is already installed the eval part uses it; otherwise its figure is 0 and `agree` compares
+# the native loop with the DoIT-style loop.
 # --dry-run: the same parts on a tiny model in fp32 on CPU (CI runs it: tests/tools/test_gpu_check.py).
 # Installs what it needs from PyPI into the current Python (PYTHON, default: python) unless --no-install or
 # --dry-run: this package with its megatron extra, and Transformer Engine if it installs (it needs CUDA and a
@@ -31,6 +37,10 @@ if [ "$INSTALL" = 1 ]; then
   "$PY" -c "import transformer_engine" 2>/dev/null \
     || timeout 900 "$PY" -m pip install -q --no-build-isolation "transformer_engine[pytorch]>=2.1,<3" \
     || echo "gpu-check: Transformer Engine did not install; measuring the local layers only"
+  if [ "${GPU_CHECK_VLLM:-0}" = 1 ]; then
+    "$PY" -c "import vllm" 2>/dev/null || timeout 900 "$PY" -m pip install -q "vllm>=0.8,<1" \
+      || echo "gpu-check: vLLM did not install; the eval part compares native with the DoIT-style loop"
+  fi
 fi
 
 if [ "$DRY" = 1 ]; then
@@ -60,4 +70,7 @@ if [ "$GPUS" -ge 2 ]; then
     run_part 2 "$part" --tp 2
   done
 fi
+echo "== eval: native vs vLLM vs DoIT-style loop"
+"$PY" tools/gpu_check_eval.py $FLAG > "$OUT/eval.log" 2>&1 || { echo "gpu-check: eval part failed; log tail:"; tail -20 "$OUT/eval.log"; }
+grep -E "^RESULT gpu_eval" "$OUT/eval.log" || echo "RESULT gpu_eval native_items_s=n/a vllm_items_s=n/a doit_items_s=n/a agree=n/a"
 "$PY" tools/gpu_check.py summary "$OUT"

@@ -1,4 +1,5 @@
-"""`tools/gpu-check.sh --dry-run`: the GPU check's parts on a tiny model on CPU, so the script does not rot.
+"""`tools/gpu-check.sh --dry-run`: the GPU check's parts (training and eval) on a tiny model on CPU, so the
+script does not rot.
 
 Each part runs under torchrun as on a GPU (same code path, fp32, gloo); resume-save really kills itself and
 resume-load picks up its checkpoint. ~2 minutes on 2 shared cores: `slow`.
@@ -30,6 +31,9 @@ def test_dry_run_passes_every_part_and_prints_the_result_line(tmp_path: Path) ->
     assert re.fullmatch(r"RESULT gpu_check mfu=n/a tok_s=\d+ parity=ok resume=ok export=ok", last), (
         proc.stdout[-4000:] + proc.stderr[-2000:]
     )
+    evaluation = re.search(r"^RESULT gpu_eval native_items_s=([\d.]+) vllm_items_s=0\.00 doit_items_s=[\d.]+ "
+                           r"agree=([\d.]+)$", proc.stdout, re.M)  # the eval part (no vLLM in a dry run)
+    assert evaluation and float(evaluation.group(1)) > 0 and float(evaluation.group(2)) == 1.0, proc.stdout[-4000:]
     parity = json.loads((tmp_path / "parity-tp1.json").read_text())
     assert parity["compared"] == "local-dense-mask vs samples alone" and parity["diff"] < 1e-4
     saved = json.loads((tmp_path / "resume-save-tp1.json").read_text())
