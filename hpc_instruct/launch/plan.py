@@ -63,22 +63,18 @@ def plan_dict(study: Study, ex: Expansion) -> dict:
     r = study.recipe
     evals_per_trial = Counter(t.trial for t in ex.eval_tasks)
     jobs = stage_jobs(study, ex)
-    trials = []
-    for t in ex.trials:
-        row = asdict(t)
-        row["eval_tasks"] = evals_per_trial[t.id]
-        row["checkpoints"] = list(t.checkpoints)
-        row["also"] = list(t.also)
-        trials.append(row)
+    owners = ex.to_dict()  # what Expansion.from_dict reads back (analysis, status); plus eval counts per owner
+    for row in owners["trials"] + owners["baselines"]:
+        row["eval_tasks"] = evals_per_trial[row["id"]]
     return {
         "study": r.study.name,
         "directory": str(study.directory),
         "data": {"source": study.facts.source, "fingerprint": study.facts.fingerprint,
                  "pool_sizes": study.facts.pool_sizes, "synthetic_pool": study.facts.synthetic_size},
         "assumptions": assumptions(study),
-        "trials": trials,
-        "baselines": [asdict(b) | {"eval_tasks": evals_per_trial[b.id]} for b in ex.baselines],
-        "eval_tasks": [asdict(e) for e in ex.eval_tasks],
+        "trials": owners["trials"],
+        "baselines": owners["baselines"],
+        "eval_tasks": owners["eval_tasks"],
         "jobs": [asdict(j) for j in jobs],
         "totals": totals(ex, jobs),
         "memory": memory_dict(study),
