@@ -47,10 +47,11 @@ def efficiency_figure(summary: pd.DataFrame, out: Path) -> Figure | None:
 
 
 def planner_figure(arms: pd.DataFrame, out: Path) -> Figure | None:
-    """Predicted (x) vs measured (y) overall score of every mix trial arm, with measured 95% intervals."""
+    """Predicted (x; the recipe's stated prediction where this study has no curves) vs measured (y) overall
+    score of every mix trial arm, with measured 95% intervals."""
     from matplotlib.figure import Figure as MplFigure
 
-    arms = arms.dropna(subset=["predicted"])
+    arms = arms.assign(predicted=arms["predicted"].fillna(arms["stated"])).dropna(subset=["predicted"])
     if arms.empty:
         return None
     fig = MplFigure(figsize=(5.0, 4.4), layout="constrained")

@@ -210,11 +210,16 @@ def plan_answer(a: Analysis) -> Answer:
         if not errors.empty:
             lines.append("Per-ability error (points): " + ", ".join(
                 f"{r['ability']} {r['mae']:.1f}" for _, r in errors.iterrows()) + ".")
+    named = pc.arms[(pc.arms["source"] == "mix") & (pc.arms["predicted"].notna() | pc.arms["stated"].notna())]
+    if not named.empty:
+        lines.append("Named mixes, predicted -> measured: " + "; ".join(
+            f"{r['arm']} {_prediction(r):.1f} -> {interval_text(r['measured'], r['measured_lo'], r['measured_hi'], signed=False)}"
+            for _, r in named.iterrows()) + ".")
     for _, r in pc.contrasts.iterrows():
         lines.append(
             f"Measured {r['contrast']} on {r['model']}: "
             f"{interval_text(r['measured'], r['measured_lo'], r['measured_hi'])} points "
-            f"(predicted {r['predicted']:+.1f})."
+            f"(predicted {_prediction(r):+.1f})."
         )
     measured = pc.contrasts[pc.contrasts["contrast"] == "plan - uniform"]
     if not measured.empty:
@@ -233,6 +238,11 @@ def plan_answer(a: Analysis) -> Answer:
         verdict = ("Predicted only: nothing tests the plan yet (add sweep.held_out, or run the recipe `hpci "
                    "plan-data STUDY --budget N --write` writes).")
     return Answer("plan", title, verdict, tuple(lines), "planner")
+
+
+def _prediction(row) -> float:
+    """The fitted prediction where this study has curves, else the one the recipe states."""
+    return row["predicted"] if math.isfinite(row["predicted"]) else row["stated"]
 
 
 def _f(value: float, digits: int = 2) -> str:

@@ -40,13 +40,13 @@ def efficiency_violations(eff: pd.DataFrame) -> list[str]:
     return bad
 
 
-def ranking_violations(a: Analysis) -> list[str]:
+def ranking_violations(a: Analysis, lines: list[str] | None = None) -> list[str]:
     """Every 'Most/Least sensitive to data/model size: X' the Findings name must have X's 95% interval
     entirely above (below) every other ranked ability's; every 'A vs B' separation must hold."""
     table = a.sensitivity.table
     ranked = table[table["rank_data"].notna()].set_index("ability")
     bad = []
-    for line in findings(a):
+    for line in findings(a) if lines is None else lines:
         m = re.match(r"(Most|Least) sensitive to (data|model size): (?!not resolved)([\w-]+)", line)
         if m:
             top, kind, name = m.group(1) == "Most", "data" if m.group(2) == "data" else "size", m.group(3)
