@@ -77,6 +77,12 @@ def sensitivity_answer(a: Analysis) -> Answer:
         lines.append(_extreme_line(sized, "size", True) or "")
     else:
         lines.append("Sensitivity to model size: not estimable (one model size).")
+    failing = a.parse_failures[(a.parse_failures["kind"] == "trained") & (a.parse_failures["rate"] > 0)]
+    if not failing.empty:
+        worst = failing.sort_values("rate", ascending=False).drop_duplicates("ability").head(4)
+        lines.append("Replies with no parsable answer (trained models, reported checkpoints; wrong whatever the "
+                     "model knew): " + ", ".join(f"{r['ability']} {r['rate']:.0f}% ({r['model']})"
+                                                for _, r in worst.iterrows()) + ".")
     s = a.sensitivity
     if math.isfinite(s.tau_data):
         lines.append(

@@ -97,6 +97,7 @@ def export_tables(a: Analysis, out: Path) -> list[Path]:
         "plan_check_abilities": a.plan_check.per_ability,
         "plan_check_held_out": a.plan_check.held_out,
         "plan_check_contrasts": a.plan_check.contrasts,
+        "parse_failures": a.parse_failures,
     }
     written = []
     for name, frame in frames.items():

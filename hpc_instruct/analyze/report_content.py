@@ -143,6 +143,17 @@ def sections(a: Analysis) -> list[Section]:
         out.append(
             Section("Data allocation plan", note, "", ((al.comparison, tuple(al.comparison.columns)),))
         )
+    if not a.parse_failures.empty:
+        out.append(
+            Section(
+                "Parse failures",
+                "Generated replies (question formats scored by parsing) from which the scorer extracted no answer, "
+                "at the reported checkpoints: such an item is wrong whatever the model knew, so a high rate "
+                "explains a score below chance. Ranking formats always yield an answer and are not counted.",
+                "",
+                ((a.parse_failures, _cols("ability model kind generated no_answer rate")),),
+            )
+        )
     rules = "; ".join(sorted(set(a.aggregate.selection["rule"]))) or "no trained trials"
     out.append(
         Section(
