@@ -1,7 +1,8 @@
 """The local executor (the embedded default) and the debug executor: the stage graph on this machine.
 
-local: each task in its own process (torchrun for multi-rank trials), at most `parallelism` ranks at once,
-       one log file per task under logs/local/, progress bars per stage. A failed task is recorded with its
+local: single-rank tasks packed into at most `parallelism` processes per stage (process start-up dominates a
+       tiny trial on a CPU), a multi-rank trial in its own torchrun, at most `parallelism` ranks at once,
+       one log file per process under logs/local/, progress bars per stage. A failed task is recorded with its
        error and log; tasks that need its output are skipped and reported; a re-run redoes only what is missing.
 debug: everything in this process, one task after another, so breakpoints and pdb work.
 Both produce the same study directory as the Slurm executor.
@@ -77,7 +78,7 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
                     _run_debug(sdir, t, bad, failed)
                     bar.update(1)
             elif wave:
-                _run_pool(sdir, ex, _units(wave), parallelism, bad, failed, bar)
+                _run_pool(sdir, ex, _units(wave, ex, parallelism), parallelism, bad, failed, bar)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
@@ -94,14 +95,32 @@ def _run_debug(sdir: StudyDir, t: Task, bad: set[str], failed: list[str]) -> Non
         bad.add(t.id)
 
 
-def _units(tasks: list[Task]) -> list[list[Task]]:
-    """Tasks that share one process: the eval shards of one checkpoint load its model once (process start-up
-    and model loading dominate small shards); every other task runs alone."""
-    units: dict[str, list[Task]] = {}
+def _units(tasks: list[Task], ex: Expansion | None = None, parallelism: int = 1) -> list[list[Task]]:
+    """Tasks that share one process. Process start-up (importing torch and megatron-core, building the model
+    code paths) costs more than a tiny trial's training on a CPU, so single-rank tasks are packed into at most
+    `parallelism` processes, one per slot, each running its tasks one after another (`entry.run_tasks`, as a
+    Slurm array element does): the eval shards of one checkpoint stay together and in order (the model is loaded
+    once), and the bins are balanced by work (a trial's planned steps, a checkpoint's shards), longest first.
+    A multi-rank trial runs alone under torchrun."""
+    groups: dict[str, list[Task]] = {}
     for t in tasks:
         key = f"{t.owner}/{t.checkpoint}" if t.stage == "eval" else t.id
-        units.setdefault(key, []).append(t)
-    return list(units.values())
+        groups.setdefault(key, []).append(t)
+    alone = [g for g in groups.values() if ex is not None and ranks_of(g[0], ex) > 1]
+    packable = [g for g in groups.values() if not (ex is not None and ranks_of(g[0], ex) > 1)]
+    bins: list[tuple[float, int, list[Task]]] = [(0.0, i, []) for i in range(max(1, min(parallelism, len(packable))))]
+    for g in sorted(packable, key=lambda g: -_work(g, ex)):  # longest processing time first
+        load, i, members = min(bins)
+        bins[bins.index((load, i, members))] = (load + _work(g, ex), i, members + g)
+    return alone + [members for _, _, members in sorted(bins, key=lambda b: b[1]) if members]
+
+
+def _work(group: list[Task], ex: Expansion | None) -> float:
+    """Relative cost of a group of tasks: a trial's planned optimizer steps, else one per task."""
+    t = group[0]
+    if t.stage == "train" and ex is not None:
+        return float(max(ex.trial(t.id).steps, 1))
+    return float(len(group))
 
 
 def _command(sdir: StudyDir, unit: list[Task], ranks: int) -> list[str]:
