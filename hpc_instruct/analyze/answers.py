@@ -59,8 +59,9 @@ def sensitivity_answer(a: Analysis) -> Answer:
     if k >= 2:
         lines.append(
             f"Growth paces differ: {len(pairs)} of {total} ability pairs have data sensitivities whose 95% "
-            "intervals do not overlap"
-            + (f" (e.g. {pairs[0][0]} vs {pairs[0][1]})." if pairs else "; no pace is distinguishable from another.")
+            f"intervals do not overlap (e.g. {pairs[0][0]} vs {pairs[0][1]})." if pairs else
+            f"Growth paces not told apart: none of {total} ability pairs has data sensitivities whose 95% "
+            "intervals do not overlap."
         )
         lines += [x for x in (_extreme_line(ranked, "data", True), _extreme_line(ranked, "data", False)) if x]
     sized = ranked[ranked["size_slope"].notna()]

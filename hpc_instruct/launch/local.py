@@ -47,7 +47,9 @@ def ranks_of(task: Task, ex: Expansion) -> int:
 
 
 def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = False, progress: bool = True,
-              stages: tuple[str, ...] = STAGES) -> LocalReport:
+              stages: tuple[str, ...] = STAGES, pack: bool = True) -> LocalReport:
+    """Run the study's missing tasks stage by stage; `pack=False` starts one process per task (per checkpoint for
+    eval shards), as before packing, for comparisons."""
     sdir = StudyDir(study.directory.resolve())
     tasks = build_tasks(study, ex)
     start = time.time()
@@ -78,7 +80,7 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
                     _run_debug(sdir, t, bad, failed)
                     bar.update(1)
             elif wave:
-                _run_pool(sdir, ex, _units(wave, ex, parallelism), parallelism, bad, failed, bar)
+                _run_pool(sdir, ex, _units(wave, ex, parallelism if pack else len(wave)), parallelism, bad, failed, bar)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
