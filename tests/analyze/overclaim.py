@@ -74,3 +74,35 @@ def target_violations(a: Analysis) -> list[str]:
     for frame in (a.plan_check.arms, a.plan_check.per_ability):
         bad += [f"mix prediction {v}" for v in frame["predicted"].dropna() if not 0 <= v <= 100]
     return bad
+
+
+def must_show(a: Analysis) -> dict:
+    """The figures issue 12's "Must show" asks of the demo report, computed from the analysis."""
+    from hpc_instruct.analyze.answers import efficiency_summary
+    from hpc_instruct.analyze.claims import resolved_sign, separated_pairs
+
+    rep = a.aggregate.reported()
+    curated = rep[(rep["source"] == "curated") & rep["ability"].isin(a.plan.abilities)]
+    above = []
+    if not curated.empty:
+        top = curated[curated["num_parameters"] == curated["num_parameters"].max()]
+        top = top[top["total_samples"] == top["total_samples"].max()]
+        means = top.groupby("ability").agg(lo=("accuracy_lo", "mean"), chance=("chance", "mean"))
+        above = sorted(means.index[means["lo"] > means["chance"]])
+    table = a.sensitivity.table
+    ranked = table[table["rank_data"].notna()]
+    sized = [r for _, r in ranked.iterrows() if resolved_sign(r["size_slope_lo"], r["size_slope_hi"])]
+    eff = efficiency_summary(a)
+    eff = eff[eff["ability"].isin(a.plan.abilities)] if not eff.empty else eff
+    finite = sorted(eff.loc[eff["synthetic_needed"].notna() & (eff["ratio_hi"] < float("inf")), "ability"]) \
+        if not eff.empty else []
+    head = a.plan_check.headline()
+    return {
+        "abilities_above_chance": above,
+        "separated_pairs": len(separated_pairs(ranked)),
+        "size_resolved": sorted(r["ability"] for r in sized),
+        "finite_ratios": finite,
+        "transfer_cells": len(a.transfer.cells),
+        "held_out_spearman": None if head is None else float(head["spearman"]),
+        "held_out_decision_accuracy": None if head is None else float(head["decision_accuracy"]),
+    }
