@@ -159,6 +159,8 @@ def sensitivity_figure(table: pd.DataFrame, out: Path) -> Figure | None:
     if rows.empty:
         return None
     kinds = [k for k in ("data", "size") if rows[f"{k}_slope"].notna().any()]
+    if not kinds:  # one volume and one model size: nothing is estimable, so there is nothing to draw
+        return None
     fig = MplFigure(figsize=(4.2 * len(kinds), 0.8 + 0.32 * len(rows)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
     labels = [_display(a, short=True) for a in rows["ability"]]

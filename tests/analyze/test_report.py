@@ -113,3 +113,13 @@ def test_report_renders_in_chromium_with_every_image_loaded(report):
     assert len(page["images"]) == 4
     assert all(img["complete"] and img["width"] > 0 for img in page["images"]), page["images"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+def test_sensitivity_figure_without_any_estimable_slope(tmp_path):
+    """One volume and one size: no slope is estimable, so no figure (not a crash of the whole report)."""
+    from hpc_instruct.analyze.plots import sensitivity_figure
+
+    table = pd.DataFrame({"ability": ["math"], "data_slope": [float("nan")], "data_slope_lo": [float("nan")],
+                          "data_slope_hi": [float("nan")], "size_slope": [float("nan")],
+                          "size_slope_lo": [float("nan")], "size_slope_hi": [float("nan")]})
+    assert sensitivity_figure(table, tmp_path) is None
