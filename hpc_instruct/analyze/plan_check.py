@@ -18,6 +18,8 @@ is an out-of-sample test of them:
   measured rather than only predicted.
 
 Measured intervals (normal, 95%): the paired item bootstrap of the seed mean plus the seed variance / seeds.
+The prediction models each ability's own count only: synthetic samples in a mix and transfer between abilities
+are not in it, so a mix with synthetic data is predicted as if it had none (its error says what they add).
 """
 
 from __future__ import annotations
