@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
     eval shards), as before packing, for comparisons."""
     sdir = StudyDir(study.directory.resolve())
     tasks = build_tasks(study, ex)
+    params = {name: shape.num_parameters for name, shape in study.shapes.items()}
     start = time.time()
     ran, skipped, failed, blocked = 0, 0, [], []
     bad: set[str] = set()  # ids that failed or were blocked: their dependents cannot run
@@ -80,7 +82,8 @@ def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = F
                     _run_debug(sdir, t, bad, failed)
                     bar.update(1)
             elif wave:
-                _run_pool(sdir, ex, _units(wave, ex, parallelism if pack else len(wave)), parallelism, bad, failed, bar)
+                units = _units(wave, ex, parallelism if pack else len(wave), params)
+                _run_pool(sdir, ex, units, parallelism, bad, failed, bar)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
@@ -97,7 +100,8 @@ def _run_debug(sdir: StudyDir, t: Task, bad: set[str], failed: list[str]) -> Non
         bad.add(t.id)
 
 
-def _units(tasks: list[Task], ex: Expansion | None = None, parallelism: int = 1) -> list[list[Task]]:
+def _units(tasks: list[Task], ex: Expansion | None = None, parallelism: int = 1,
+           params: Mapping[str, int] | None = None) -> list[list[Task]]:
     """Tasks that share one process. Process start-up (importing torch and megatron-core, building the model
     code paths) costs more than a tiny trial's training on a CPU, so single-rank tasks are packed into at most
     `parallelism` processes, one per slot, each running its tasks one after another (`entry.run_tasks`, as a
@@ -111,17 +115,19 @@ def _units(tasks: list[Task], ex: Expansion | None = None, parallelism: int = 1)
     alone = [g for g in groups.values() if ex is not None and ranks_of(g[0], ex) > 1]
     packable = [g for g in groups.values() if not (ex is not None and ranks_of(g[0], ex) > 1)]
     bins: list[tuple[float, int, list[Task]]] = [(0.0, i, []) for i in range(max(1, min(parallelism, len(packable))))]
-    for g in sorted(packable, key=lambda g: -_work(g, ex)):  # longest processing time first
+    for g in sorted(packable, key=lambda g: -_work(g, ex, params)):  # longest processing time first
         load, i, members = min(bins)
-        bins[bins.index((load, i, members))] = (load + _work(g, ex), i, members + g)
+        bins[bins.index((load, i, members))] = (load + _work(g, ex, params), i, members + g)
     return alone + [members for _, _, members in sorted(bins, key=lambda b: b[1]) if members]
 
 
-def _work(group: list[Task], ex: Expansion | None) -> float:
-    """Relative cost of a group of tasks: a trial's planned optimizer steps, else one per task."""
+def _work(group: list[Task], ex: Expansion | None, params: Mapping[str, int] | None = None) -> float:
+    """Relative cost of a group of tasks: a trial's training FLOPs (~ parameters x trained tokens; tokens alone
+    without `params`), else one per task."""
     t = group[0]
     if t.stage == "train" and ex is not None:
-        return float(max(ex.trial(t.id).steps, 1))
+        trial = ex.trial(t.id)
+        return float(max(trial.tokens, 1)) * float((params or {}).get(trial.model, 1))
     return float(len(group))
 
 
