@@ -203,6 +203,12 @@ def cmd_plan_data(args: argparse.Namespace) -> int:
     if alloc.extrapolated:
         print(f"note: extrapolated beyond observed volumes for {', '.join(alloc.extrapolated)}")
     print("\nrecipe mix to test the plan (also in results/):\n" + alloc.recipe_snippet)
+    if args.write:
+        from hpc_instruct.analyze.plan_recipe import write_plan_recipe
+
+        path = write_plan_recipe(args.study, alloc)
+        print(f"wrote {path}: the plan, uniform and reconstruct arms at {alloc.budget:,} samples, with predictions; "
+              f"measure them with\n  hpci run {path}")
     return 0
 
 
@@ -313,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, required=True, help="total training samples")
     p.add_argument("--weight", action="append", default=[], metavar="ABILITY=W", help="e.g. --weight math=2")
     p.add_argument("--model", help="whose curves to use (default: the largest curated model)")
+    p.add_argument("--write", action="store_true",
+                   help="also write results/plan-N.yaml: a recipe running the plan, uniform and reconstruct arms")
     p.set_defaults(func=cmd_plan_data)
 
     p = sub.add_parser("rescore", help="recompute scores from stored responses with the current scorers (no model)")

@@ -31,7 +31,7 @@ class Trial:
     label: str  # <arm>/<model>/seed<seed>, e.g. curated-64/llama-7b/seed0
     model: str
     size: str
-    source: str  # curated | synthetic | mix | single
+    source: str  # curated | synthetic | mix | single | held_out
     mixture: dict[str, Any]  # the request: per ability a count, 'all' or {'fraction': f}; synthetic; cap
     samples_per_ability: dict[str, int]  # what will be taken (after cap / fractions / 'all')
     synthetic_samples: int

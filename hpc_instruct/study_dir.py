@@ -190,3 +190,7 @@ class StudyDir:
     def allocation(self, budget: int, suffix: str) -> Path:
         """The allocation plan for a budget (`yaml` recipe snippet or `json`)."""
         return self.results / f"allocation-{budget}.{suffix}"
+
+    def plan_recipe(self, budget: int) -> Path:
+        """The recipe `hpci plan-data --write` writes: plan, uniform and reconstruct arms at one budget."""
+        return self.results / f"plan-{budget}.yaml"

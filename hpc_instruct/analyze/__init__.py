@@ -8,8 +8,10 @@ Entry points (imported lazily, so `import hpc_instruct.analyze` stays cheap on a
 
 Modules, one concern each: expected (what the plan promises), shards (what can be trusted), result_rows
 (projected reading), bootstrap (paired item bootstrap), selection (checkpoint choice), aggregate (scores.parquet),
-fits / curves / sensitivity / efficiency / transfer / allocation (the study's questions), plots, report_content /
-report (rendering), planted / simulate (a fake study with known answers, for tests and benchmarks only).
+fits / curves / sensitivity / efficiency / transfer / allocation (the study's questions), plan_check (the planner's
+predictions against measured mixes), plan_recipe (`plan-data --write`), parse_failures, claims (which rankings
+and signs the intervals support), answers (the four questions, answered first), plots / answer_plots,
+report_content / report (rendering).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def allocate(
         a: int(min((caps or {}).get(a, 10**12), math.floor(extrapolate * curves[a].volumes.max())))
         for a in abilities
     }
-    predict = {a: _predictor(curves[a], base.get(a)) for a in abilities}
+    predict = {a: predictor(curves[a], base.get(a)) for a in abilities}
     step = step or max(1, budget // 2000)
     uniform = capped_split(budget, {a: 1.0 for a in abilities}, limit)
     plans = {"plan": _greedy(abilities, predict, w, limit, budget, step), "uniform": uniform}
@@ -105,12 +105,13 @@ def allocate(
     )
 
 
-def _predictor(curve: Curve, base: float | None):
+def predictor(curve: Curve, base: float | None):
+    """Predicted accuracy at n samples of one ability: the curve for n >= 1 (at most 100), `base` at n = 0."""
     at_one = float(curve.predict(1.0))
     zero = base if base is not None and np.isfinite(base) else at_one
 
     def f(n: int) -> float:
-        return zero if n <= 0 else float(min(100.0, curve.predict(float(n))))
+        return zero if n <= 0 else float(np.clip(curve.predict(float(n)), 0.0, 100.0))
 
     return f
 

@@ -17,6 +17,8 @@ from hpc_instruct.analyze.aggregate import AggregateResult, aggregate_study
 from hpc_instruct.analyze.allocation import Allocation, allocate
 from hpc_instruct.analyze.curves import Curve, curve_means, curve_table, fit_curves, growth_points
 from hpc_instruct.analyze.efficiency import synthetic_efficiency
+from hpc_instruct.analyze.parse_failures import parse_failures
+from hpc_instruct.analyze.plan_check import PlanCheck, check_plan, stated_predictions
 from hpc_instruct.analyze.selection import OVERALL
 from hpc_instruct.analyze.sensitivity import Sensitivity, sensitivity
 from hpc_instruct.analyze.transfer import Transfer, transfer
@@ -39,6 +41,8 @@ class Analysis:
     efficiency: pd.DataFrame
     transfer: Transfer
     allocation: Allocation | None
+    plan_check: PlanCheck  # the planner's predictions against every measured mix (held-out mixes included)
+    parse_failures: pd.DataFrame  # per ability and model: generated replies with no parsed answer
 
     @property
     def plan(self):
@@ -75,8 +79,10 @@ def analyze_study(
         model = model or max({k[2] for k in curated}, key=lambda m: (_params(curves, m), m))
         budget = budget or default_budget(points, plan)
         allocation = allocation_for(agg, curves, budget, model, weights)
+    checked = check_plan(reported, curves, plan.abilities, stated_predictions(study_dir), agg.replicates_of)
     return Analysis(
-        agg, points, curve_means(points), curves, curve_table(curves), sens, eff, moved, allocation
+        agg, points, curve_means(points), curves, curve_table(curves), sens, eff, moved, allocation, checked,
+        parse_failures(agg),
     )
 
 

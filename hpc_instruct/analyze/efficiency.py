@@ -1,14 +1,21 @@
 """Curated vs synthetic: how many synthetic samples buy the score of N curated ones, per ability and model.
 
-For each curated volume N the sweep ran, the target is the curated log-linear fit at N (per ability); the
-synthetic curve (its preferred fit, usually saturating) is inverted at that target. The ratio divides by the
-curated samples in total (N x abilities), so it reads "synthetic samples per curated sample". "never" means the
-synthetic curve's ceiling lies at or below the target: no amount of that synthetic data reaches it.
+For each curated volume N the sweep ran, the target is the curated log-linear fit at N (per ability), kept in
+[0, 100] (a line through noisy points can leave the scale; a score cannot); the synthetic curve (its preferred
+fit, usually saturating) is inverted at that target. The ratio divides by the curated samples in total
+(N x abilities), so it reads "synthetic samples per curated sample".
+
+No answer is extrapolated further than `extrapolate` x the observed synthetic volumes (default 4: from the
+smallest / 4 to the largest x 4). An answer beyond that bound is reported as "> bound" (or "< bound" below it),
+never as a number: a fit through 40..640 samples says nothing about 10^95 of them. Interval ends beyond the
+bound are widened to the conservative side (an upper end above it becomes inf, a lower end below it becomes 0),
+so every finite number in the table lies inside the data's reach. `never` keeps the stronger statement "the
+synthetic curve's ceiling lies at or below the target", with `p_never` the share of parameter draws for which
+it holds.
 
 Intervals propagate both fits' parameter uncertainty by simulation (seeded): parameters are drawn from each
 fit's estimated normal distribution (coefficients and covariance), the inversion is repeated per draw, and the
-2.5% / 97.5% quantiles are reported; `p_never` is the share of draws that never reach the target (an upper
-bound of inf means "possibly never").
+2.5% / 97.5% quantiles are reported.
 """
 
 from __future__ import annotations
@@ -22,25 +29,44 @@ import pandas as pd
 from hpc_instruct.analyze.curves import Curve
 from hpc_instruct.analyze.fits import invert_saturating
 
+EXTRAPOLATE = 4.0  # answers are reported between (smallest synthetic volume / 4) and (largest x 4)
+COLUMNS = (
+    "ability model num_parameters curated_per_ability curated_total target synthetic_form synthetic_needed "
+    "synthetic_lo synthetic_hi ratio ratio_lo ratio_hi curated_grows never p_never beyond low_bound high_bound answer "
+    "interval ratio_text"
+).split()
+
 
 def synthetic_efficiency(
-    curves: Mapping[tuple[str, str, str], Curve], n_abilities: int, draws: int = 2000, seed: int = 0
+    curves: Mapping[tuple[str, str, str], Curve],
+    n_abilities: int,
+    draws: int = 2000,
+    seed: int = 0,
+    extrapolate: float = EXTRAPOLATE,
 ) -> pd.DataFrame:
-    """One row per (ability, model, curated N) where the model has both a curated and a synthetic curve."""
+    """One row per (ability, model, curated N) where the model has both a curated and a synthetic curve.
+
+    `synthetic_needed` / `ratio` are NaN when the answer lies beyond the bound (`beyond`: 'above' or 'below');
+    `answer`, `interval` and `ratio_text` say it in words ("> 2,560"); `curated_grows`: the curated slope's 95%
+    interval lies above 0 (without curated growth there is nothing for synthetic data to match)."""
     rng = np.random.default_rng(seed)
     rows = []
     for (ability, source, model), cur in sorted(curves.items()):
         syn = curves.get((ability, "synthetic", model))
         if source != "curated" or syn is None or cur.log_linear is None or syn.preferred == "none":
             continue
+        grows = cur.log_linear.fit.interval(1)[0] > 0  # curated growth resolved: something to compare with
+        low, high = float(syn.volumes.min()) / extrapolate, float(syn.volumes.max()) * extrapolate
         for n in np.unique(cur.volumes):
-            target = float(cur.log_linear.predict(n))
-            needed = _invert(syn, np.array([target]))[0]
-            target_draws = _draw_linear(cur, rng, draws, n)
+            target = float(np.clip(cur.log_linear.predict(n), 0.0, 100.0))
+            raw = float(_invert(syn, np.array([target]))[0])
+            target_draws = np.clip(_draw_linear(cur, rng, draws, n), 0.0, 100.0)
             needed_draws = _invert(syn, target_draws, rng, draws)
             lo = float(np.quantile(needed_draws, 0.025, method="lower"))
             hi = float(np.quantile(needed_draws, 0.975, method="higher"))
-            total = n * n_abilities
+            total = float(n * n_abilities)
+            needed, beyond = (raw, "") if low <= raw <= high else (math.nan, "above" if raw > high else "below")
+            lo, hi = bounded_interval(lo, hi, low, high)
             rows.append(
                 {
                     "ability": ability,
@@ -56,34 +82,46 @@ def synthetic_efficiency(
                     "ratio": needed / total,
                     "ratio_lo": lo / total,
                     "ratio_hi": hi / total,
-                    "never": math.isinf(needed),
+                    "curated_grows": bool(grows),
+                    "never": math.isinf(raw),
                     "p_never": float(np.mean(np.isinf(needed_draws))),
-                    "extrapolated": bool(np.isfinite(needed) and needed > syn.volumes.max()),
-                    "answer": "never" if math.isinf(needed) else f"{needed:,.0f}",
+                    "beyond": beyond,
+                    "low_bound": low,
+                    "high_bound": high,
+                    "answer": _amount(needed, beyond, low, high),
+                    "interval": f"[{_end(lo, low)}, {_end(hi, high)}]",
+                    "ratio_text": _amount(needed / total, beyond, low / total, high / total),
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "ability",
-            "model",
-            "num_parameters",
-            "curated_per_ability",
-            "curated_total",
-            "target",
-            "synthetic_form",
-            "synthetic_needed",
-            "synthetic_lo",
-            "synthetic_hi",
-            "ratio",
-            "ratio_lo",
-            "ratio_hi",
-            "never",
-            "p_never",
-            "extrapolated",
-            "answer",
-        ],
-    )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def bounded_interval(lo: float, hi: float, low: float, high: float) -> tuple[float, float]:
+    """Widen interval ends that leave [low, high] to the conservative side: lo -> 0 below low (or high above
+    high: "more than high" is still a true lower end), hi -> inf above high (or low below low)."""
+    lo = 0.0 if lo < low else min(lo, high)
+    hi = math.inf if hi > high else max(hi, low)
+    return lo, hi
+
+
+def _amount(value: float, beyond: str, low: float, high: float) -> str:
+    if beyond == "above":
+        return f"> {_num(high)}"
+    if beyond == "below":
+        return f"< {_num(low)}"
+    return _num(value)
+
+
+def _end(value: float, bound: float) -> str:
+    if math.isinf(value):
+        return f"> {_num(bound)}"
+    if value == 0.0:
+        return "0"
+    return _num(value)
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
 
 
 def _draw_linear(curve: Curve, rng: np.random.Generator, draws: int, n: float) -> np.ndarray:

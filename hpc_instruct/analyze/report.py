@@ -23,9 +23,11 @@ import pyarrow.parquet as pq
 
 from hpc_instruct.analyze import markdown_text as md
 from hpc_instruct.analyze.analysis import Analysis, analyze_study
+from hpc_instruct.analyze.answer_plots import efficiency_figure, planner_figure
+from hpc_instruct.analyze.answers import Answer, answers, efficiency_summary
 from hpc_instruct.analyze.curves import overall_first
 from hpc_instruct.analyze.plots import Figure, growth_figure, sensitivity_figure, transfer_figure
-from hpc_instruct.analyze.report_content import Section, findings, provenance, sections
+from hpc_instruct.analyze.report_content import Section, provenance, sections
 from hpc_instruct.atomic import atomic_path, write_text
 from hpc_instruct.study_dir import StudyDir
 
@@ -63,6 +65,8 @@ def write_report(
     ]
     if not a.transfer.empty:
         made.append(transfer_figure(a.transfer.matrix, plots, a.transfer.model, a.transfer.samples))
+    made.append(efficiency_figure(efficiency_summary(a), plots))
+    made.append(planner_figure(a.plan_check.arms, plots))
     figures = {f.name: f for f in made if f is not None}
     tables = export_tables(a, sdir.tables)
     content = sections(a)
@@ -90,6 +94,11 @@ def export_tables(a: Analysis, out: Path) -> list[Path]:
         "transfer": a.transfer.cells,
         "transfer_matrix": matrix,
         "allocation": a.allocation.comparison if a.allocation else pd.DataFrame(),
+        "plan_check_arms": a.plan_check.arms,
+        "plan_check_abilities": a.plan_check.per_ability,
+        "plan_check_held_out": a.plan_check.held_out,
+        "plan_check_contrasts": a.plan_check.contrasts,
+        "parse_failures": a.parse_failures,
     }
     written = []
     for name, frame in frames.items():
@@ -125,10 +134,15 @@ def _html(
             + _html_table(problems, ("kind", "path", "task_id", "detail"))
             + "</details>"
         )
-    parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{_e(line)}</li>" for line in findings(a)) + "</ul>")
+    parts.append("<h2>Answers</h2>")
+    told = answers(a)
+    for ans in told:
+        parts.append(_html_answer(ans, figures))
+    shown = {ans.figure for ans in told}
+    parts.append("<h2>Details</h2><p class='muted'>The tables behind the answers.</p>")
     for section in content:
         parts.append(f"<h2>{_e(section.title)}</h2><p>{_e(section.intro)}</p>")
-        if section.figure in figures:
+        if section.figure in figures and section.figure not in shown:
             f = figures[section.figure]
             data = base64.b64encode(f.png.read_bytes()).decode("ascii")
             parts.append(
@@ -158,14 +172,16 @@ def _markdown(
     recipe: str,
     facts: list[tuple[str, str]],
 ) -> str:
+    told = answers(a)
     lines = (
-        [f"# Study {md.code(a.plan.study)}", "", *md.fence(a.aggregate.completeness.summary(limit=50)), "", "## Findings", ""]
-        + [f"- {md.text(line)}" for line in findings(a)]
-        + [""]
+        [f"# Study {md.code(a.plan.study)}", "", *md.fence(a.aggregate.completeness.summary(limit=50)), "",
+         "## Answers", ""]
+        + [line for ans in told for line in _md_answer(ans, figures)]
     )
+    shown = {ans.figure for ans in told}
     for section in content:
         lines += [f"## {md.text(section.title)}", "", md.text(section.intro), ""]
-        if section.figure in figures:
+        if section.figure in figures and section.figure not in shown:
             f = figures[section.figure]
             lines += [f"![{md.text(f.caption)}](plots/{f.png.name}) ([SVG](plots/{f.svg.name}))", ""]
         for frame, columns in section.tables:
@@ -183,6 +199,28 @@ def _markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _html_answer(ans: Answer, figures: dict[str, Figure]) -> str:
+    """One question: its verdict, the numbers with intervals, and its figure (embedded)."""
+    verdict = "ok" if ans.verdict.startswith("Shown") else "warn"
+    out = [f"<h3>{_e(ans.title)}</h3>", f"<p class='{verdict}'><b>{_e(ans.verdict)}</b></p>"]
+    if ans.lines:
+        out.append("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in ans.lines) + "</ul>")
+    if ans.figure in figures:
+        f = figures[ans.figure]
+        data = base64.b64encode(f.png.read_bytes()).decode("ascii")
+        out.append(f"<figure><img alt='{_e(f.caption)}' src='data:image/png;base64,{data}' style='max-width:760px'>"
+                   f"<figcaption>{_e(f.caption)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def _md_answer(ans: Answer, figures: dict[str, Figure]) -> list[str]:
+    out = [f"### {md.text(ans.title)}", "", f"**{md.text(ans.verdict)}**", ""] + [f"- {md.text(line)}" for line in ans.lines]
+    if ans.figure in figures:
+        f = figures[ans.figure]
+        out += ["", f"![{md.text(f.caption)}](plots/{f.png.name})"]
+    return out + [""]
 
 
 def _html_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:

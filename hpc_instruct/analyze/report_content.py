@@ -6,7 +6,6 @@ Markdown, so both always show the same numbers.
 from __future__ import annotations
 
 import importlib.metadata
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +14,8 @@ import pandas as pd
 
 from hpc_instruct import __version__
 from hpc_instruct.analyze.analysis import Analysis
+from hpc_instruct.analyze.answers import findings  # noqa: F401  (re-exported: what the report says first)
+from hpc_instruct.analyze.claims import separated_pairs  # noqa: F401  (re-exported for callers of this module)
 from hpc_instruct.analyze.selection import OVERALL
 from hpc_instruct.study_dir import StudyDir
 
@@ -31,68 +32,6 @@ class Section:
 
 def _cols(names: str) -> tuple[str, ...]:
     return tuple(names.split())
-
-
-def separated_pairs(table) -> list[tuple[str, str]]:
-    """Ability pairs (faster first) whose data-slope intervals do not overlap, the widest gap first."""
-    rows = [r for _, r in table.iterrows() if math.isfinite(r["data_slope_lo"]) and math.isfinite(r["data_slope_hi"])]
-    gaps = [(a["data_slope_lo"] - b["data_slope_hi"], a["ability"], b["ability"])
-            for a in rows for b in rows if a["data_slope_lo"] > b["data_slope_hi"]]
-    return [(fast, slow) for _, fast, slow in sorted(gaps, reverse=True)]
-
-
-def findings(a: Analysis) -> list[str]:
-    """One line per question the study answers, in words, from the tables below them."""
-    out = []
-    s = a.sensitivity.table
-    ranked = s[s["rank_data"].notna()].sort_values("rank_data")
-    if len(ranked) >= 2:
-        top, low = ranked.iloc[0], ranked.iloc[-1]
-        out.append(
-            f"Most sensitive to data: {top['ability']} (+{top['data_slope']:.1f} points per 10x samples); "
-            f"least: {low['ability']} ({low['data_slope']:+.1f})."
-        )
-        pairs = separated_pairs(ranked)
-        out.append(
-            f"Growth paces differ: {len(pairs)} of {len(ranked) * (len(ranked) - 1) // 2} ability pairs have "
-            "data sensitivities whose 95% intervals do not overlap"
-            + (f" (e.g. {pairs[0][0]} vs {pairs[0][1]})." if pairs else "; no pace is distinguishable from another.")
-        )
-    sized = s[s["rank_size"].notna() & s["size_slope"].notna()].sort_values("rank_size")
-    if len(sized) >= 2:
-        out.append(
-            f"Most sensitive to model size: {sized.iloc[0]['ability']} "
-            f"(+{sized.iloc[0]['size_slope']:.1f} points per 10x parameters); least: {sized.iloc[-1]['ability']}."
-        )
-    if math.isfinite(a.sensitivity.tau_data):
-        out.append(
-            f"Ranking stability across seeds (mean Kendall tau): data {a.sensitivity.tau_data:.2f}, "
-            f"size {a.sensitivity.tau_size:.2f}."
-        )
-    eff = a.efficiency[a.efficiency["ability"].isin(a.plan.abilities)]
-    if not eff.empty:
-        top_n = eff["curated_per_ability"].max()
-        never = sorted(eff.loc[(eff["curated_per_ability"] == top_n) & eff["never"], "ability"].unique())
-        out.append(
-            f"Synthetic data never reaches the score of {top_n:,} curated samples per ability for "
-            f"{len(never)} of {eff['ability'].nunique()} abilities"
-            + (f" ({', '.join(never)})." if never else ".")
-        )
-    cells = a.transfer.cells
-    off = cells[cells["trained"] != cells["evaluated"]] if not cells.empty else cells
-    if not off.empty:
-        best, worst = off.loc[off["delta"].idxmax()], off.loc[off["delta"].idxmin()]
-        out.append(
-            f"Largest transfer: {best['trained']} -> {best['evaluated']} ({best['delta']:+.1f} points); "
-            f"largest interference: {worst['trained']} -> {worst['evaluated']} ({worst['delta']:+.1f})."
-        )
-    if a.allocation is not None:
-        al = a.allocation
-        out.append(
-            f"Allocating {al.budget:,} samples by the fitted curves predicts {al.score:.1f} vs {al.uniform_score:.1f} "
-            f"for a uniform split ({al.gain_over_uniform:+.2f} points) on {al.model}."
-        )
-    return out
 
 
 def sections(a: Analysis) -> list[Section]:
@@ -135,7 +74,7 @@ def sections(a: Analysis) -> list[Section]:
             "Additive fit per ability over all curated trials: accuracy = "
             "a + b log10(samples) + c log10(parameters); intervals from the paired item bootstrap or the "
             "residuals, whichever is wider ('error'). Below: Kendall tau between the rankings of each pair of "
-            "seeds.",
+            "seeds (the answer above gives their mean with an interval over abilities).",
             "sensitivity",
             (
                 (
@@ -150,17 +89,17 @@ def sections(a: Analysis) -> list[Section]:
         ),
         Section(
             "Curated vs synthetic",
-            "Synthetic samples (in total) that reach the curated score of N per ability, "
-            "with a 95% interval; ratio = synthetic per curated sample; 'never' = the synthetic curve's ceiling is "
-            "below the target (p_never: share of parameter draws that never reach it).",
+            "Synthetic samples (in total) that reach the curated score of N per ability (target: the "
+            "curated fit at N, kept in [0, 100]), with a 95% interval; ratio = synthetic per curated sample. "
+            "Answers are bounded to the synthetic volumes studied / 4 .. x 4: beyond that the table says '> N' "
+            "or '< N', never a number (p_never: share of parameter draws whose synthetic ceiling stays below "
+            "the target).",
             "",
             (
                 (
                     a.efficiency,
-                    _cols(
-                        "ability model curated_per_ability target answer synthetic_lo synthetic_hi "
-                        "ratio p_never synthetic_form"
-                    ),
+                    _cols("ability model curated_per_ability target answer interval ratio_text p_never "
+                          "synthetic_form"),
                 ),
             ),
         ),
@@ -172,6 +111,26 @@ def sections(a: Analysis) -> list[Section]:
             ((t.cells, _cols("model trained samples evaluated delta delta_lo delta_hi seeds")),),
         ),
     ]
+    pc = a.plan_check
+    if not pc.empty:
+        out.append(
+            Section(
+                "Planner predictions vs measurements",
+                "Every mix trial, predicted from the curated curves of its model (fitted without it) and "
+                "measured (mean over seeds, 95% interval). Held-out mixes: Spearman rho and pairwise decision "
+                "accuracy between predicted and measured overall scores, next to the ceiling seed noise allows "
+                "(one seed against the mean of the others); per-ability mean absolute error and bias. 'stated': "
+                "the prediction the recipe carries (hpci plan-data --write).",
+                "planner",
+                (
+                    (pc.held_out, tuple(pc.held_out.columns)),
+                    (pc.contrasts, tuple(pc.contrasts.columns)),
+                    (pc.arms, _cols("model arm source total_samples seeds measured measured_lo measured_hi "
+                                    "predicted stated error")),
+                    (pc.ability_error, tuple(pc.ability_error.columns)),
+                ),
+            )
+        )
     if a.allocation is not None:
         al = a.allocation
         note = (
@@ -183,6 +142,17 @@ def sections(a: Analysis) -> list[Section]:
             note += f" Beyond the observed volumes for: {', '.join(al.extrapolated)}."
         out.append(
             Section("Data allocation plan", note, "", ((al.comparison, tuple(al.comparison.columns)),))
+        )
+    if not a.parse_failures.empty:
+        out.append(
+            Section(
+                "Parse failures",
+                "Generated replies (question formats scored by parsing) from which the scorer extracted no answer, "
+                "at the reported checkpoints: such an item is wrong whatever the model knew, so a high rate "
+                "explains a score below chance. Ranking formats always yield an answer and are not counted.",
+                "",
+                ((a.parse_failures, _cols("ability model kind generated no_answer rate")),),
+            )
         )
     rules = "; ".join(sorted(set(a.aggregate.selection["rule"]))) or "no trained trials"
     out.append(

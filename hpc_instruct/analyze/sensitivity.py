@@ -7,6 +7,8 @@ more parameters), each with the interval of `fits.fit_linear` (residual or item 
 With one model size c is not estimable (NaN) and the fit is b alone; with one volume, b is NaN.
 Stability: the same fit per training seed gives one ranking per seed; Kendall's tau between every pair of seeds
 (1: identical order, 0: unrelated) says whether the ranking is a property of the abilities or of the noise.
+Its 95% interval resamples the abilities (a seeded bootstrap over the ranked abilities, the same resample for
+every seed pair): how much the mean tau depends on which abilities happened to be studied.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Sensitivity:
     stability: pd.DataFrame  # per pair of seeds: tau_data, tau_size
     tau_data: float  # mean Kendall tau over seed pairs (NaN with one seed)
     tau_size: float
+    tau_data_interval: tuple[float, float] = (math.nan, math.nan)  # 95%, abilities resampled
+    tau_size_interval: tuple[float, float] = (math.nan, math.nan)
 
 
 def sensitivity(points: pd.DataFrame, abilities: tuple[str, ...], replicates=None) -> Sensitivity:
@@ -70,8 +74,9 @@ def sensitivity(points: pd.DataFrame, abilities: tuple[str, ...], replicates=Non
         columns=["ability", "seed", "data_slope", "size_slope"],
     )
     stability, tau_data, tau_size = _stability(per_seed, abilities)
+    intervals = [tau_interval(per_seed, abilities, kind) for kind in ("data", "size")]
     order = table.sort_values(["rank_data", "ability"], na_position="last").reset_index(drop=True)
-    return Sensitivity(order, per_seed, stability, tau_data, tau_size)
+    return Sensitivity(order, per_seed, stability, tau_data, tau_size, *intervals)
 
 
 def _fit(g: pd.DataFrame, replicates=None) -> dict:
@@ -126,3 +131,28 @@ def _stability(per_seed: pd.DataFrame, abilities: tuple[str, ...]) -> tuple[pd.D
     table = pd.DataFrame(rows, columns=["seed_a", "seed_b", "tau_data", "tau_size"])
     taus = [float(table[c].mean()) if table[c].notna().any() else math.nan for c in ("tau_data", "tau_size")]
     return table, taus[0], taus[1]
+
+
+def tau_interval(
+    per_seed: pd.DataFrame, abilities: tuple[str, ...], kind: str, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of the mean Kendall tau over seed pairs, resampling abilities (NaN: < 2 seeds)."""
+    wide = per_seed[per_seed["ability"].isin(abilities)].pivot(
+        index="ability", columns="seed", values=f"{kind}_slope"
+    ).dropna()
+    if wide.shape[1] < 2 or len(wide) < 3:
+        return math.nan, math.nan
+    values = wide.to_numpy(float)
+    rng = np.random.default_rng(seed)
+    pick = values[rng.integers(0, len(values), (n_boot, len(values)))]  # [B, abilities, seeds]
+    sign = np.sign(pick[:, :, None, :] - pick[:, None, :, :])  # [B, n, n, seeds]
+    taus = []
+    for i, j in combinations(range(values.shape[1]), 2):  # Kendall's tau-b (ties from repeated abilities)
+        a, b = sign[..., i], sign[..., j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            taus.append((a * b).sum(axis=(1, 2)) / np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2))))
+    means = np.nanmean(np.array(taus), axis=0) if taus else np.array([])
+    means = means[np.isfinite(means)]
+    if len(means) < n_boot // 2:
+        return math.nan, math.nan
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))

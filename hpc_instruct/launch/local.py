@@ -1,7 +1,8 @@
 """The local executor (the embedded default) and the debug executor: the stage graph on this machine.
 
-local: each task in its own process (torchrun for multi-rank trials), at most `parallelism` ranks at once,
-       one log file per task under logs/local/, progress bars per stage. A failed task is recorded with its
+local: single-rank tasks packed into at most `parallelism` processes per stage (process start-up dominates a
+       tiny trial on a CPU), a multi-rank trial in its own torchrun, at most `parallelism` ranks at once,
+       one log file per process under logs/local/, progress bars per stage. A failed task is recorded with its
        error and log; tasks that need its output are skipped and reported; a re-run redoes only what is missing.
 debug: everything in this process, one task after another, so breakpoints and pdb work.
 Both produce the same study directory as the Slurm executor.
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +60,18 @@ def ranks_of(task: Task, ex: Expansion) -> int:
 
 
 def run_local(study: Study, ex: Expansion, parallelism: int = 1, debug: bool = False, progress: bool = True,
-              stages: tuple[str, ...] = STAGES) -> LocalReport:
-    """Run every task not done, stage by stage, holding the study's launch lock (one launcher per study)."""
+              stages: tuple[str, ...] = STAGES, pack: bool = True) -> LocalReport:
+    """Run every task not done, stage by stage, holding the study's launch lock (one launcher per study).
+    `pack=False` starts one process per task (per checkpoint for eval shards), as before packing, for comparisons."""
     sdir = StudyDir(study.directory.resolve())
     with launch_lock(sdir.launch_lock, "hpci run"):
-        return _run_local(sdir, study, ex, parallelism, debug, progress, stages)
+        return _run_local(sdir, study, ex, parallelism, debug, progress, stages, pack)
 
 
 def _run_local(sdir: StudyDir, study: Study, ex: Expansion, parallelism: int, debug: bool, progress: bool,
-               stages: tuple[str, ...]) -> LocalReport:
+               stages: tuple[str, ...], pack: bool) -> LocalReport:
     tasks = build_tasks(study, ex)
+    params = {name: shape.num_parameters for name, shape in study.shapes.items()}
     start = time.time()
     ran, skipped, failed, blocked = 0, 0, [], []
     bad: set[str] = set()  # ids that failed or were blocked: their dependents cannot run
@@ -97,7 +101,8 @@ def _run_local(sdir: StudyDir, study: Study, ex: Expansion, parallelism: int, de
                     bar.update(1)
             elif wave:
                 cpus = {(t.stage, t.group): resources(study, t.stage, t.group).cpus_per_task for t in wave}
-                _run_pool(sdir, ex, _units(wave), parallelism, bad, failed, bar, cpus)
+                units = _units(wave, ex, parallelism if pack else len(wave), params)
+                _run_pool(sdir, ex, units, parallelism, bad, failed, bar, cpus)
         bar.close()
         ran += len(runnable)
     return LocalReport(ran, skipped, failed, blocked, time.time() - start)
@@ -114,14 +119,35 @@ def _run_debug(sdir: StudyDir, t: Task, bad: set[str], failed: list[str]) -> Non
         bad.add(t.id)
 
 
-def _units(tasks: list[Task]) -> list[list[Task]]:
-    """Tasks that share one process: the eval shards of one checkpoint load its model once (process start-up
-    and model loading dominate small shards); every other task runs alone."""
-    units: dict[str, list[Task]] = {}
+def _units(tasks: list[Task], ex: Expansion | None = None, parallelism: int = 1,
+           params: Mapping[str, int] | None = None) -> list[list[Task]]:
+    """Tasks that share one process. Process start-up (importing torch and megatron-core, building the model
+    code paths) costs more than a tiny trial's training on a CPU, so single-rank tasks are packed into at most
+    `parallelism` processes, one per slot, each running its tasks one after another (`entry.run_tasks`, as a
+    Slurm array element does): the eval shards of one checkpoint stay together and in order (the model is loaded
+    once), and the bins are balanced by work (a trial's planned steps, a checkpoint's shards), longest first.
+    A multi-rank trial runs alone under torchrun."""
+    groups: dict[str, list[Task]] = {}
     for t in tasks:
         key = f"{t.owner}/{t.checkpoint}" if t.stage == "eval" else t.id
-        units.setdefault(key, []).append(t)
-    return list(units.values())
+        groups.setdefault(key, []).append(t)
+    alone = [g for g in groups.values() if ex is not None and ranks_of(g[0], ex) > 1]
+    packable = [g for g in groups.values() if not (ex is not None and ranks_of(g[0], ex) > 1)]
+    bins: list[tuple[float, int, list[Task]]] = [(0.0, i, []) for i in range(max(1, min(parallelism, len(packable))))]
+    for g in sorted(packable, key=lambda g: -_work(g, ex, params)):  # longest processing time first
+        load, i, members = min(bins)
+        bins[bins.index((load, i, members))] = (load + _work(g, ex, params), i, members + g)
+    return alone + [members for _, _, members in sorted(bins, key=lambda b: b[1]) if members]
+
+
+def _work(group: list[Task], ex: Expansion | None, params: Mapping[str, int] | None = None) -> float:
+    """Relative cost of a group of tasks: a trial's training FLOPs (~ parameters x trained tokens; tokens alone
+    without `params`), else one per task."""
+    t = group[0]
+    if t.stage == "train" and ex is not None:
+        trial = ex.trial(t.id)
+        return float(max(trial.tokens, 1)) * float((params or {}).get(trial.model, 1))
+    return float(len(group))
 
 
 def _command(sdir: StudyDir, unit: list[Task], ranks: int) -> list[str]:

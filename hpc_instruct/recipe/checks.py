@@ -116,11 +116,12 @@ class Checker:
     def sweep(self, facts: DataFacts) -> None:
         r, sw = self.recipe, self.recipe.sweep
         names = [m.name for m in r.models]
-        if not (sw.curated or sw.synthetic or sw.mixes or sw.single_ability):
-            self.problem(("sweep",), "the sweep defines no trials", "add curated, synthetic, mixes or single_ability")
+        if not (sw.curated or sw.synthetic or sw.mixes or sw.single_ability or sw.held_out):
+            self.problem(("sweep",), "the sweep defines no trials",
+                         "add curated, synthetic, mixes, single_ability or held_out")
         if len(set(sw.seeds)) != len(sw.seeds):
             self.problem(("sweep", "seeds"), "seeds repeat")
-        for arm in ("curated", "synthetic", "single_ability"):
+        for arm in ("curated", "synthetic", "single_ability", "held_out"):
             cfg = getattr(sw, arm)
             if cfg is not None:
                 self.model_refs(cfg.models, ("sweep", arm, "models"), names)
@@ -145,6 +146,12 @@ class Checker:
                 self.ability_ref(a, ("sweep", "single_ability", "abilities", j))
             for n in sa.samples_per_ability:
                 self.fits(("sweep", "single_ability", "samples_per_ability"), abilities, n, facts, sa.cap)
+        if sw.held_out:
+            ho = sw.held_out
+            if ho.max_per_ability < ho.min_per_ability:
+                self.problem(("sweep", "held_out", "max_per_ability"),
+                             f"max_per_ability={ho.max_per_ability} is below min_per_ability={ho.min_per_ability}")
+            self.fits(("sweep", "held_out", "max_per_ability"), r.data.abilities, ho.max_per_ability, facts, ho.cap)
         seen: dict[str, int] = {}
         for i, mix in enumerate(sw.mixes):
             at: KeyPath = ("sweep", "mixes", i)

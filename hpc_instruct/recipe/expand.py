@@ -19,6 +19,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from hpc_instruct.evaluate.engines import NATIVE, resolve_engine
 from hpc_instruct.evaluate.partition import count_shards
 from hpc_instruct.expansion import Baseline, EvalTask, Expansion, Trial
@@ -84,6 +86,24 @@ def _requests(recipe: Recipe):
                 request = {"per_ability": {ability: n}, "synthetic": 0, "cap": sa.cap}
                 for model in sa.models or every:
                     yield "single", f"single-{ability}-{n}", model, request
+    if sw.held_out:
+        ho = sw.held_out
+        for k, counts in enumerate(held_out_counts(ho, abilities), start=1):
+            request = {"per_ability": counts, "synthetic": 0, "cap": ho.cap}
+            for model in ho.models or every:
+                yield "held_out", f"heldout-{k}", model, request
+
+
+def held_out_counts(ho, abilities: tuple[str, ...]) -> list[dict[str, int]]:
+    """`ho.count` mixes of per-ability counts, log-uniform in [min, max] (0 stays possible when min is 0), from
+    `ho.seed` alone: the same recipe always draws the same mixes."""
+    rng = np.random.default_rng([ho.seed, 1207])
+    lo, hi = max(ho.min_per_ability, 1), max(ho.max_per_ability, max(ho.min_per_ability, 1))
+    draws = np.exp(rng.uniform(math.log(lo), math.log(hi + 1), size=(ho.count, len(abilities))))
+    counts = np.minimum(np.floor(draws).astype(int), hi)
+    if ho.min_per_ability == 0:  # an ability left out of a mix now and then (one in five)
+        counts[rng.uniform(size=counts.shape) < 0.2] = 0
+    return [{a: int(n) for a, n in zip(abilities, row, strict=True) if n > 0} for row in counts]
 
 
 def mix_amounts(mix, abilities: tuple[str, ...]) -> dict[str, Any]:

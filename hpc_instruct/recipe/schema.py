@@ -79,6 +79,22 @@ class Mix:
     synthetic_total_samples: int = spec(0, lo=0)
     cap: bool = spec(False)
     models: tuple[str, ...] | None = spec(None)
+    predicted: dict[str, float] = spec(factory=dict, identity=False,
+                                       help="ability (or 'overall') -> predicted accuracy, written by `hpci "
+                                       "plan-data --write`; the report sets the measured score beside it")
+
+
+@dataclass(frozen=True)
+class HeldOutMixes:
+    """Random per-ability volumes drawn by a seed (log-uniform in [min, max] per ability), one trial per (mix,
+    model, seed): the out-of-sample test of the planner. No fit uses them (curves read curated trials only)."""
+
+    count: int = required(lo=1, help="number of mixes")
+    max_per_ability: int = required(lo=1)
+    min_per_ability: int = spec(1, lo=0)
+    seed: int = spec(0, lo=0, help="draws the volumes")
+    models: tuple[str, ...] | None = spec(None)
+    cap: bool = spec(True, help="take what a pool has when it holds fewer than drawn")
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,7 @@ class SweepConfig:
     synthetic: SyntheticArm | None = spec(None)
     mixes: tuple[Mix, ...] = spec(())
     single_ability: SingleAbilityArm | None = spec(None)
+    held_out: HeldOutMixes | None = spec(None, help="random mixes that test the planner's predictions")
 
 
 @dataclass(frozen=True)

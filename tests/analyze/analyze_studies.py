@@ -2,7 +2,7 @@
 
 Three studies, each as small as its question allows (writing shard files is the cost):
 - `main_study`: 10 abilities + 1 out-of-domain set, 3 model sizes x curated 1..1000 x 2 seeds, synthetic on one
-  size, test split only (last checkpoint), 400 items per set: curves, sensitivity, efficiency, allocation, report.
+  size, 8 held-out mixes on the largest, test split only (last checkpoint), 400 items per set: curves, sensitivity, efficiency, allocation, report.
 - `selection_study`: 3 abilities, 4 epochs, every checkpoint on valid, test on the selected one, 2 shards per
   set: checkpoint selection and every completeness defect.
 - `transfer_study`: 4 abilities + 1 out-of-domain set, single-ability trials, 2,000 items per set: transfer.
@@ -32,6 +32,7 @@ sweep:
   seeds: [0, 1]
   curated: {samples_per_ability: [1, 4, 16, 64, 256, 1000]}
   synthetic: {total_samples: [10, 40, 160, 640, 2560, 10240], models: [mini]}
+  held_out: {count: 8, min_per_ability: 1, max_per_ability: 1000, seed: 3, models: [small]}
 training: {epochs: 1, precision: fp32, lr: 1.0e-3, max_length: 256}
 evaluation: {splits: [test], checkpoints: last, test_on: all, include_base: true, items_per_shard: 400,
              out_of_domain: [ceval_physician]}

@@ -75,14 +75,17 @@ def test_synthetic_never_buys_many_curated_samples(analysis, main_study):
     strong = [a for a in main_study.plan.abilities if truth.abilities[a].slope >= 7]  # clear curves
     assert len(strong) >= 4
     for ability in strong:
-        assert eff.loc[(ability, 1000), "answer"] == "never" and eff.loc[(ability, 1000), "p_never"] > 0.9
+        top = eff.loc[(ability, 1000)]
+        assert top["never"] and top["p_never"] > 0.9
+        assert top["answer"] == "> 40,960" and top["beyond"] == "above"  # 4 x the largest synthetic volume
         for n in (1, 4):
             row = eff.loc[(ability, n)]
             planted = truth.synthetic_equivalent(ability, n)
             assert row["synthetic_lo"] <= planted <= row["synthetic_hi"], (ability, n, planted, row["answer"])
-            assert row["ratio"] == pytest.approx(
-                row["synthetic_needed"] / (n * len(main_study.plan.abilities))
-            )
+            if math.isfinite(row["synthetic_needed"]):
+                assert row["ratio"] == pytest.approx(
+                    row["synthetic_needed"] / (n * len(main_study.plan.abilities))
+                )
 
 
 def test_fits_on_exact_curves():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from headless_chromium import Chromium, find_chromium
+from overclaim import efficiency_violations, must_show, ranking_violations, target_violations
 
 from hpc_instruct.analyze.analysis import analyze_study
 from hpc_instruct.analyze.report_content import separated_pairs
@@ -57,6 +58,17 @@ def test_abilities_grow_at_different_paces(demo):
     fastest = ranked.sort_values("data_slope").iloc[-1]
     assert fastest["data_slope_lo"] > 0  # some ability really grows with data, not just differs by noise
     assert "Growth paces differ" in (study / "results" / "report.md").read_text()
+
+
+def test_demo_report_does_not_overclaim(demo):
+    study, proc, _ = demo
+    assert proc.returncode == 0
+    a = analyze_study(study)
+    assert efficiency_violations(a.efficiency) == []
+    assert target_violations(a) == [] and ranking_violations(a) == []
+    report = (study / "results" / "report.md").read_text()
+    assert report.index("## Answers") < report.index("## Growth curves")
+    print("must show:", must_show(a))
 
 
 @pytest.mark.browser

@@ -35,17 +35,26 @@ def test_plots_are_written_as_png_and_svg(report):
 def test_transfer_heatmap(transfer_study):
     html = write_report(transfer_study.directory, budget=1000).read_text()
     transfer = html.split("<h2>Transfer</h2>")[1].split("<h2>")[0]
-    assert "Single-ability trials (mini, 256 samples)" in transfer and "data:image/png;base64," in transfer
+    assert "Single-ability trials (mini, 256 samples)" in transfer
+    answer = html.split("<h3>(iii) Transfer between abilities</h3>")[1].split("<h3>")[0]
+    assert "data:image/png;base64," in answer and "Shown: instruction data transfers" in answer
     assert (transfer_study.directory / "results" / "plots" / "transfer.png").stat().st_size > 5_000
 
 
 def test_html_is_self_contained(report):
     html = report.read_text()
     images = re.findall(r"<img [^>]*src='([^']+)'", html)
-    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+    # growth and, in the answers, sensitivity, curated-vs-synthetic ratios and the planner check
+    assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r"""(src|href)=['"]?(https?:)?//""", html)  # nothing fetched from a network
     assert "<script" not in html and "<style>" in html
+    answers = html.split("<h2>Answers</h2>")[1].split("<h2>Details</h2>")[0]
+    titles = re.findall(r"<h3>(.*?)</h3>", answers)
+    assert [t[:4] for t in titles] == ["(i) ", "(ii)", "(iii", "(iv)"]  # one short section per question
+    assert answers.count("<p class=") == 4 and answers.count("data:image/png;base64,") == 3  # (iii): no arm
+    assert html.index("<h2>Answers</h2>") < html.index("<h2>Growth curves</h2>")  # answers before tables
     for heading in (
+        "Planner predictions vs measurements",
         "Growth curves",
         "Sensitivity to data and model size",
         "Curated vs synthetic",
@@ -103,6 +112,16 @@ def test_report_renders_in_chromium_with_every_image_loaded(report):
         shot = browser.screenshot(report.parent / "report-screenshot.png")
     assert page["title"] == "main: study report"
     assert page["sections"] >= 7 and page["tables"] >= 6 and page["height"] > 2000
-    assert len(page["images"]) == 2
+    assert len(page["images"]) == 4
     assert all(img["complete"] and img["width"] > 0 for img in page["images"]), page["images"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+def test_sensitivity_figure_without_any_estimable_slope(tmp_path):
+    """One volume and one size: no slope is estimable, so no figure (not a crash of the whole report)."""
+    from hpc_instruct.analyze.plots import sensitivity_figure
+
+    table = pd.DataFrame({"ability": ["math"], "data_slope": [float("nan")], "data_slope_lo": [float("nan")],
+                          "data_slope_hi": [float("nan")], "size_slope": [float("nan")],
+                          "size_slope_lo": [float("nan")], "size_slope_hi": [float("nan")]})
+    assert sensitivity_figure(table, tmp_path) is None

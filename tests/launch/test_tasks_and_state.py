@@ -119,3 +119,32 @@ def test_plan_write_flag(tmp_path, capsys):
     assert main(["plan", str(path), "--write", "--format", "json"]) == 0
     plan = json.loads((tmp_path / "studies" / "s" / "plan.json").read_text())
     assert len(plan["trials"]) == 5
+
+
+def test_local_executor_packs_single_rank_tasks_into_one_process_per_slot(tmp_path):
+    """Process start-up dominates tiny trials: single-rank tasks share `parallelism` processes (balanced by
+    work), a checkpoint's eval shards stay together and in order, a multi-rank trial runs alone."""
+    from hpc_instruct.launch.local import _units
+
+    study, ex = make(tmp_path)
+    tasks = build_tasks(study, ex)
+    train = [t for t in tasks if t.stage == "train"]
+    params = {name: shape.num_parameters for name, shape in study.shapes.items()}
+    units = _units(train, ex, parallelism=2, params=params)
+    wide = [u for u in units if ex.trial(u[0].id).tp > 1]
+    assert len(wide) == 2 and all(len(u) == 1 for u in wide)  # the two tp=2 trials: one torchrun each
+    packed = [u for u in units if u not in wide]
+    assert len(packed) == 2 and sorted(t.id for u in packed for t in u) == sorted(
+        t.id for t in train if ex.trial(t.id).tp == 1)
+    def flops(t):
+        return ex.trial(t.id).tokens * params[ex.trial(t.id).model]
+
+    work = [sum(flops(t) for t in u) for u in packed]
+    assert min(work) > 0 and max(work) - min(work) <= max(flops(t) for t in train)  # balanced to one trial
+    evals = [t for t in tasks if t.stage == "eval"]
+    units = _units(evals, ex, parallelism=2)
+    assert len(units) == 2 and sorted(t.id for u in units for t in u) == sorted(t.id for t in evals)
+    for unit in units:  # each checkpoint's shards are contiguous in their process, in plan order
+        keys = [f"{t.owner}/{t.checkpoint}" for t in unit]
+        assert all(keys.index(k) + keys.count(k) - 1 == max(i for i, x in enumerate(keys) if x == k) for k in keys)
+    assert len(_units(evals, ex, parallelism=1)) == 1

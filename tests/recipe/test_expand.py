@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from recipe_base import BASE
 
 from hpc_instruct.recipe.expand import take
 from hpc_instruct.recipe.study import load_study
@@ -112,3 +113,19 @@ def test_shards_cover_each_set_exactly_once(write_recipe):
         assert ranges[0][0] == 0 and ranges[-1][1] == 100
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
         assert len(ranges) == 4
+
+
+def test_held_out_mixes_are_random_volumes_fixed_by_their_seed(write_recipe):
+    text = BASE.replace("training:", "  held_out: {{count: 6, min_per_ability: 2, max_per_ability: 40, seed: 5}}\ntraining:")
+    ex = load_study(write_recipe(text)).expand()
+    held = [t for t in ex.trials if t.source == "held_out"]
+    assert len(held) == 12 and {t.label.split("/")[0] for t in held} == {f"heldout-{k}" for k in range(1, 7)}
+    mixes = {t.label.split("/")[0]: dict(t.samples_per_ability) for t in held}
+    assert len({tuple(sorted(m.items())) for m in mixes.values()}) == 6  # six different mixes
+    values = [n for m in mixes.values() for n in m.values()]
+    assert min(values) >= 2 and max(values) <= 40 and len(set(values)) > 10
+    again = {t.label.split("/")[0]: dict(t.samples_per_ability) for t in load_study(write_recipe(text)).expand().trials
+             if t.source == "held_out"}
+    assert again == mixes  # the seed alone fixes the draw
+    other = load_study(write_recipe(text.replace("seed: 5", "seed: 6"))).expand()
+    assert {t.label.split("/")[0]: dict(t.samples_per_ability) for t in other.trials if t.source == "held_out"} != mixes

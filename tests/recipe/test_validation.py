@@ -83,7 +83,13 @@ CASES = [
     ("fp16-on-cpu", edit("  precision: fp32", "  precision: fp16 #<"), "training.precision",
      "runs on cpu, where fp16 training is not supported", "use fp32"),
     ("empty-sweep", BASE[:BASE.index("sweep:")] + "sweep: {} #<\n" + BASE[BASE.index("training:"):], "sweep",
-     "the sweep defines no trials", "add curated, synthetic, mixes or single_ability"),
+     "the sweep defines no trials", "add curated, synthetic, mixes, single_ability or held_out"),
+    ("held-out-min-over-max", edit("    total_samples: [10]\n", "    total_samples: [10]\n  held_out: {{count: 3, "
+                                   "min_per_ability: 8, max_per_ability: 4}} #<\n"),
+     "sweep.held_out.max_per_ability", "max_per_ability=4 is below min_per_ability=8", ""),
+    ("held-out-pool-too-small", edit("    total_samples: [10]\n", "    total_samples: [10]\n  held_out: {{count: 3, "
+                                     "max_per_ability: 400, cap: false}} #<\n"),
+     "sweep.held_out.max_per_ability", "400 samples per ability requested but these pools hold fewer", "cap: true"),
     ("list-expected", edit("    samples_per_ability: [1, 4]", "    samples_per_ability: {a: 1} #<"),
      "sweep.curated.samples_per_ability", "expected a list of integers, got a mapping", ""),
     ("unknown-ood-set", edit("training:", "evaluation:\n  out_of_domain: [ceval_physican] #<\ntraining:"),
