@@ -1,6 +1,6 @@
 """Plots, tables and the self-contained report; the browser test opens it in real headless Chromium.
 
-Covers: hpc_instruct.analyze.report, hpc_instruct.analyze.report_content, hpc_instruct.analyze.plots."""
+Covers: hpc_instruct.analyze.report, hpc_instruct.analyze.report_content, hpc_instruct.analyze.plots. Covers also hpc_instruct.analyze.answer_plots (the answers' figures)."""
 
 from __future__ import annotations
 
