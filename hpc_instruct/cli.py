@@ -143,10 +143,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from hpc_instruct.launch import slurm_query
     from hpc_instruct.launch.slurm import cancel_study
 
-    jobs = cancel_study(args.study)
-    print(f"cancelled {len(jobs)} array jobs: {' '.join(jobs)}" if jobs else "nothing pending or running")
+    jobs = cancel_study(args.study, wait_s=args.wait)
+    if not jobs:
+        print("nothing pending or running")
+        return 0
+    left = slurm_query.wait_gone(jobs, 0)
+    print(f"cancelled {len(jobs)} array jobs: {' '.join(jobs)}")
+    if left:  # said plainly: their processes may still write to the study for a while
+        print(f"still ending after {args.wait:g} s (they may still write to the study): {' '.join(left)}")
+    else:
+        print("all of them have ended")
     return 0
 
 
@@ -294,8 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=4)
     p.set_defaults(func=cmd_resubmit)
 
-    p = sub.add_parser("cancel", help="scancel every pending or running job of the study")
+    p = sub.add_parser("cancel", help="scancel every pending or running job of the study and wait until they end")
     p.add_argument("study", help="study directory")
+    p.add_argument("--wait", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for the cancelled jobs to end (0: return at once; default 120)")
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("aggregate", help="read every shard, check completeness, write results/scores.parquet",

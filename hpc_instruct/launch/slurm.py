@@ -187,8 +187,10 @@ def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str,
     return jobs
 
 
-def cancel_study(study_dir: Path) -> list[str]:
-    """scancel every array job of the study that still has pending or running elements."""
+def cancel_study(study_dir: Path, wait_s: float = 120.0) -> list[str]:
+    """scancel every array job of the study that still has pending or running elements, then wait up to
+    `wait_s` until Slurm has ended them (their processes may write to the study until then); returns the ids.
+    `slurm_query.wait_gone(ids, 0)` tells which are still ending."""
     from hpc_instruct.launch.state import submissions
 
     sdir = StudyDir(Path(study_dir))
@@ -196,4 +198,6 @@ def cancel_study(study_dir: Path) -> list[str]:
     states = slurm_query.query(job_ids)
     live = sorted({j.split("_")[0] for j, s in states.items() if s.phase in ("pending", "running")})
     slurm_query.cancel(live)
+    if wait_s > 0:
+        slurm_query.wait_gone(live, wait_s)
     return live

@@ -120,6 +120,8 @@ def statuses(sdir: StudyDir, tasks: list[Task]) -> list[TaskStatus]:
                 latest[tid] = (sub, index)
     slurm_jobs = sorted({s.job_id for s, _ in latest.values() if s.executor == "slurm"})
     states = slurm_query.query(slurm_jobs) if slurm_jobs and slurm_query.available() else {}
+    running_on = {st.nodes for st in states.values() if st.phase == "running" and st.nodes}
+    failing_nodes = slurm_query.unresponsive(running_on) if running_on else set()
     out = []
     for task in tasks:
         if task.done(sdir):
@@ -153,8 +155,12 @@ def statuses(sdir: StudyDir, tasks: list[Task]) -> list[TaskStatus]:
         elif state is None:
             out.append(TaskStatus(task, "failed", "unknown to Slurm (no accounting record)", job, log=str(log or "")))
         elif state.phase in ("pending", "running"):
-            out.append(TaskStatus(task, state.phase, state.reason if state.phase == "pending" else state.nodes, job,
-                                  state.attempts))
+            reason = state.reason if state.phase == "pending" else state.nodes
+            if state.phase == "running" and state.nodes in failing_nodes:
+                reason += " (node not responding: Slurm requeues the job once it declares the node down)"
+            if state.requeued_after:
+                reason += f"; {state.requeued_after}"
+            out.append(TaskStatus(task, state.phase, reason, job, state.attempts))
         elif state.phase == "finished":
             out.append(TaskStatus(task, "failed", "job completed without writing its output", job, state.attempts,
                                   str(log or ""), _tail(log)))

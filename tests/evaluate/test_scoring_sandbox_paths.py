@@ -16,6 +16,7 @@ from hpc_instruct.evaluate.scoring import (
     SandboxConfig,
     SandboxUnavailable,
     namespaces_available,
+    process_isolation_available,
     run_python,
     sandbox,
     score_code_samples,
@@ -26,7 +27,12 @@ ISOLATIONS = [
         "namespaces",
         marks=pytest.mark.skipif(not namespaces_available(), reason="unshare cannot create namespaces here"),
     ),
-    "process",
+    pytest.param(
+        "process",
+        marks=pytest.mark.skipif(
+            not process_isolation_available(), reason="no Landlock/seccomp process mode here"
+        ),
+    ),
 ]
 AS_ROOT = os.geteuid() == 0
 
@@ -62,7 +68,7 @@ def test_score_code_samples(isolation):
     statuses = [r.status for r in result.results]
     assert statuses[:2] == ["ok", "error"]
     assert statuses[2] in ("cpu_limit", "timeout")  # which limit fires first depends on the machine's load
-    expected_c = 2 if isolation == "namespaces" else 1  # os.system is refused outright in process isolation
+    expected_c = 2  # os.system('exit 0') runs in both isolations: the shell itself harms nothing
     assert result.passed == expected_c and result.n == 4
     assert result.at(1) == pytest.approx(expected_c / 4)
     assert [k for k, _ in result.pass_at] == [1, 2]  # k > n is left out
@@ -118,7 +124,7 @@ def test_user_namespace_path_as_an_unprivileged_caller(host_dir):
     out = json.loads(done.stdout)
     assert "userns-root-no-caps" in out["whoami"][2]
     assert out["whoami"][:2] == ["ok", ["0 0000000000000000"]]  # root of its namespace, without capabilities
-    assert out["net"][:2] == ["ok", ["101"]]  # ENETUNREACH
+    assert out["net"][:2] == ["ok", ["1"]]  # EPERM: seccomp refuses socket(2)
     assert out["write"][:2] == ["ok", ["30"]]  # EROFS
     assert out["bomb"][:2] == ["ok", ["refused"]]  # RLIMIT_NPROC counts per user namespace
     assert not target.exists()

@@ -109,6 +109,11 @@ def test_failure_classification():
     assert JobState("1_0", "PREEMPTED").failure == "preempted"
     assert JobState("1_0", "COMPLETED").phase == "finished"
     assert JobState("1_0", "REQUEUED").phase == "pending"
+    # A person's scancel ("CANCELLED by <uid>") is not a failed dependency, whatever sacct's reason column kept.
+    assert JobState("1_0", "CANCELLED", reason="Dependency", cancelled_by="0").failure == "cancelled (scancel by root)"
+    assert JobState("1_0", "CANCELLED", reason="Dependency").failure == "cancelled: a task it depended on failed"
+    requeued = JobState("1_0", "PENDING", attempts=2, previous="NODE_FAIL", previous_nodes="n3")
+    assert requeued.requeued_after == "requeued after node failure on n3 (attempt 2)"
 
 
 def test_plan_write_flag(tmp_path, capsys):

@@ -18,6 +18,7 @@ from hpc_instruct.evaluate.scoring.sandbox import (
     SandboxResult,
     SandboxUnavailable,
     namespaces_available,
+    process_isolation_available,
     run_python,
 )
 from hpc_instruct.evaluate.scoring.scorers import (
@@ -49,6 +50,7 @@ __all__ = [
     "chance",
     "is_equivalent",
     "namespaces_available",
+    "process_isolation_available",
     "normalize_math",
     "pass_at_k",
     "perplexity",

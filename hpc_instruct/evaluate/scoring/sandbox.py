@@ -11,9 +11,14 @@ What is enforced (see `sandbox_launcher.py` for how):
   and no_new_privs. As real root the program runs as an unprivileged uid (nobody by default), because the kernel
   does not apply RLIMIT_NPROC to root; as a normal user, a user namespace is created and RLIMIT_NPROC counts per
   namespace;
-- without namespaces ("process" isolation) only rlimits, a process-group kill and an audit hook that refuses
-  process creation, sockets, ctypes and writes outside the scratch directory. Audit hooks are not a security
-  boundary; results record which isolation was used so that such runs can be told apart.
+- without namespaces ("process" isolation) the kernel still enforces, never the program's cooperation (an audit
+  hook is not a boundary: a program can find and disable it): an unprivileged uid when the caller is root,
+  Landlock (reads only of the interpreter and system libraries, writes only in the scratch directory, no TCP,
+  signals only within the program's processes), seccomp (no sockets, io_uring, ptrace, namespaces, mounts), and a
+  subreaper launcher that kills every process the program left. Where that cannot be built (no Landlock, or no
+  signal scoping for a non-root caller, or an interpreter the unprivileged uid cannot reach) the sandbox fails
+  closed with `SandboxUnavailable`: it never runs a program as root, nor unconfined.
+Results record which isolation was used.
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from hpc_instruct.evaluate.scoring.sandbox_interpreter import (
+    process_python,
+    processes_of,
+    python_location,
+)
 
 log = logging.getLogger(__name__)
 _LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
@@ -123,38 +134,65 @@ def namespaces_available() -> bool:
     return probe.status == "ok"
 
 
+@functools.cache
+def process_isolation_available() -> bool:
+    """Whether the kernel-enforced process mode works here: probed once per process with an empty program."""
+    if process_python(*_program_ids(SandboxConfig())) is None:
+        log.warning(
+            "sandbox: no Python interpreter the unprivileged uid can run; process isolation unavailable"
+        )
+        return False
+    probe = _run("", SandboxConfig(wall_s=20), "process")
+    if probe.status != "ok":
+        log.warning("sandbox: process isolation unavailable: %s", probe.stderr.strip()[-300:])
+    return probe.status == "ok"
+
+
 def _resolve_isolation(config: SandboxConfig) -> str:
-    if config.isolation == "process":
-        return "process"
-    if namespaces_available():
+    """The isolation to use, or SandboxUnavailable: never a weaker one than the kernel can enforce (fail closed)."""
+    if config.isolation != "process" and namespaces_available():
         return "namespaces"
     if config.isolation == "namespaces":
         raise SandboxUnavailable(
-            "`unshare --net --pid --mount` fails here; use isolation='process' or install "
+            "`unshare --net --pid --mount` fails here; use isolation='process' (needs Landlock) or install "
             "util-linux and allow (user) namespaces"
         )
-    return "process"
+    if process_isolation_available():
+        return "process"
+    raise SandboxUnavailable(
+        "no sandbox can be built here: `unshare` cannot create namespaces and process isolation needs Landlock "
+        "(Linux 5.13+; 6.12+ when not root), seccomp, and a Python the unprivileged uid can run; allow user "
+        "namespaces (sysctl user.max_user_namespaces) to score code"
+    )
 
 
 def _describe(isolation: str, drop_uid: int | None) -> str:
     if isolation == "process":
-        return "process(rlimits,audit-hook,pgid-kill)"
+        who = f"uid={drop_uid}" if drop_uid is not None else f"uid={os.geteuid()}"
+        return f"process(landlock,seccomp,subreaper)+{who}+no-new-privs+rlimits"
     who = f"uid={drop_uid}" if drop_uid is not None else "userns-root-no-caps"
     return f"namespaces(net,pid,mount,ipc,uts)+ro-fs+private-tmp+{who}+no-new-privs+rlimits"
 
 
-def _python_location() -> tuple[str, str | None, str]:
-    """(real interpreter, its prefix if the interpreter lies inside it, path relative to the prefix)."""
-    python = os.path.realpath(sys.executable)
-    prefix = os.path.realpath(sys.base_prefix)
-    if python.startswith(prefix + os.sep):
-        return python, prefix, os.path.relpath(python, prefix)
-    return python, None, ""
+def _program_ids(config: SandboxConfig) -> tuple[int, int]:
+    """The uid and gid the program runs as in process mode: the configured unprivileged ones under a root caller."""
+    return (config.uid, config.gid) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
 
 
 def _request(source: str, config: SandboxConfig, isolation: str, scratch: str | None, status_fd: int) -> dict:
-    python, prefix, rel = _python_location()
-    drop = isolation == "namespaces" and os.geteuid() == 0
+    python, prefix, rel = python_location()
+    drop = os.geteuid() == 0
+    extra: dict[str, object] = {}
+    if isolation == "process":
+        python, prefix_dir = process_python(*_program_ids(config)) or (python, prefix or "/usr")
+        extra = {
+            "read_paths": sorted(
+                {prefix_dir, "/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime"}
+            ),
+            "device_files": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
+            # As root the program runs as another uid, which cannot signal us; as ourselves it needs signal scoping.
+            "landlock_min_abi": 1 if drop else 6,
+        }
     rlimits: dict[str, object] = {
         "cpu": [config.cpu_s, config.cpu_s + 1],  # SIGXCPU at the soft limit, SIGKILL one second later
         "as": config.memory_bytes,
@@ -162,9 +200,13 @@ def _request(source: str, config: SandboxConfig, isolation: str, scratch: str | 
         "nofile": config.open_files,
         "core": 0,
     }
-    if isolation == "namespaces":
-        rlimits["nproc"] = config.processes  # per uid: only meaningful for a non-root uid of its own
+    # Per real uid, and ignored for root: a uid of its own (as root), or a user namespace, makes it a budget for
+    # the program alone; a non-root caller in process mode shares its uid, so the budget comes on top of its own.
+    rlimits["nproc"] = config.processes
+    if isolation == "process" and not drop:
+        rlimits["nproc"] = processes_of(os.geteuid()) + config.processes
     return {
+        **extra,
         "source": source,
         "namespaces": isolation == "namespaces",
         "scratch": scratch,
@@ -212,14 +254,26 @@ def _status(status: dict | None, timed_out: bool, truncated: bool, config: Sandb
 def run_python(source: str, config: SandboxConfig | None = None) -> SandboxResult:
     """Run `source` as a Python program in the sandbox and return its outcome (never raises for bad programs).
 
-    Raises `SandboxUnavailable` only when `config.isolation == "namespaces"` and namespaces cannot be made.
+    Raises `SandboxUnavailable` when the requested isolation (for "auto": either) cannot be built here.
     """
     config = config or SandboxConfig()
     return _run(source, config, _resolve_isolation(config))
 
 
+def _stop(proc: subprocess.Popen, isolation: str) -> None:
+    """End the launcher and everything under it. In process mode the launcher first kills the program's orphans
+    (it is their subreaper, and they may have left its process group); in namespaces mode PID 1's end does."""
+    if isolation == "process" and proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    _kill_group(proc.pid)
+
+
 def _run(source: str, config: SandboxConfig, isolation: str) -> SandboxResult:
-    drop_uid = config.uid if isolation == "namespaces" and os.geteuid() == 0 else None
+    drop_uid = config.uid if os.geteuid() == 0 else None
     scratch = tempfile.mkdtemp(prefix="hpci-sandbox-") if isolation == "process" else None
     prefix = _unshare_command() if isolation == "namespaces" else []
     status_r, status_w = os.pipe()
@@ -248,7 +302,7 @@ def _run(source: str, config: SandboxConfig, isolation: str) -> SandboxResult:
         threading.Thread(target=_feed, args=(proc.stdin, request), daemon=True).start()
         out, err, raw_status, timed_out, truncated = _collect(proc, status_r, start, config)
     finally:
-        _kill_group(proc.pid)  # whatever is left of the process group (process isolation), then reap
+        _stop(proc, isolation)  # whatever is left, then reap
         proc.wait()
         os.close(status_r)
         if scratch:
@@ -307,8 +361,6 @@ def _collect(proc: subprocess.Popen, status_r: int, start: float, config: Sandbo
         if truncated:
             break
     selector.close()
-    if timed_out or truncated:
-        _kill_group(proc.pid)
     if truncated:
         keep = config.output_bytes
         buffers["out"] = buffers["out"][:keep]

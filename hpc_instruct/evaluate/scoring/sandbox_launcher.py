@@ -11,17 +11,22 @@ In "namespaces" mode it runs as PID 1 of fresh net/pid/mount/ipc/uts namespaces 
    /run and /dev/shm (no host sockets, no shared memory),
 3. forks the program, which sets its rlimits, sets no_new_privs, drops every capability from its bounding set,
    changes to an unprivileged uid when the launcher is real root (the interpreter is bind-mounted under /tmp so
-   that uid can run it), and execs a fresh `python -I -S`.
+   that uid can run it), installs the seccomp filter of `sandbox_confine.py` (no sockets: the network namespace
+   does not cover unix sockets reached by path), and execs a fresh `python -I -S`.
 PID 1 stays root and outside the program's reach (signals from inside a PID namespace to its init are dropped),
 so killing it from outside, or its own exit, kills every process the program started.
 
-In "process" mode (no namespaces available) the program runs in a forked interpreter with rlimits and an audit
-hook that refuses process creation, sockets, ctypes and writes outside the scratch directory: best effort only.
+In "process" mode (no namespaces available) the launcher becomes a child subreaper; the program's process drops
+to an unprivileged uid (when the launcher is root), confines itself with Landlock (reads only of the interpreter
+and system libraries, writes only in its scratch directory, no TCP, signals only to its own processes) and
+seccomp (no sockets, io_uring, ptrace, namespaces), then execs a fresh `python -I -S`. Every process it leaves is
+killed by the launcher (or on SIGTERM, which `sandbox.py` sends at the wall-clock limit).
 """
 
 import json
 import os
 import resource
+import signal
 import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
@@ -42,7 +47,7 @@ RELOCATED_PYTHON = "/tmp/.python"
 
 
 def _libc():
-    import ctypes  # imported only in namespaces mode, never in the program's process-mode interpreter
+    import ctypes  # in the launcher only: the program execs a fresh interpreter
 
     libc = ctypes.CDLL(None, use_errno=True)
     return ctypes, libc
@@ -136,89 +141,47 @@ def drop_privileges(req):
         os.setuid(req["drop_uid"])
         if os.getuid() != req["drop_uid"] or os.geteuid() != req["drop_uid"]:
             raise OSError("could not drop to the unprivileged uid")
+    # A network namespace does not cover unix sockets reached by path (a world-writable one in a visible host
+    # folder connects even on a read-only mount): refuse socket(2), io_uring and the rest outright.
+    load_confine().install_seccomp()
 
 
-def install_guard(scratch):
-    """Process mode only: an audit hook that refuses what namespaces would otherwise contain (best effort)."""
-    refused = {
-        "os.system",
-        "os.exec",
-        "os.posix_spawn",
-        "os.spawn",
-        "os.fork",
-        "os.forkpty",
-        "subprocess.Popen",
-        "os.kill",
-        "os.killpg",
-        "signal.pthread_kill",
-        "socket.__new__",
-        "socket.connect",
-        "socket.bind",
-        "socket.getaddrinfo",
-        "socket.sendto",
-        "ctypes.dlopen",
-        "ctypes.dlsym",
-        "ctypes.cdata",
-        "resource.setrlimit",
-        "resource.prlimit",
-        "os.symlink",
-        "os.link",
-    }
-    path_events = {
-        "os.remove",
-        "os.rename",
-        "os.rmdir",
-        "os.mkdir",
-        "os.chmod",
-        "os.chown",
-        "os.truncate",
-        "os.utime",
-        "shutil.rmtree",
-        "os.replace",
-    }
-    root = os.path.abspath(scratch) + os.sep
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-    def outside(path):
-        if isinstance(path, int):
-            return False
-        if isinstance(path, bytes):
-            path = path.decode(errors="replace")
-        return not (os.path.abspath(str(path)) + os.sep).startswith(root)
-
-    def hook(event, args):
-        if event in refused:
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "import" and args[0].split(".")[0] in ("ctypes", "_ctypes", "_posixsubprocess"):
-            raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
-        if event == "open":
-            path, mode, flags = args
-            writes = (flags or 0) & write_flags or (isinstance(mode, str) and any(c in mode for c in "wax+"))
-            if writes and outside(path):
-                raise PermissionError(f"sandbox: writing {path!r} outside the scratch directory")
-        elif event in path_events and args and outside(args[0]):
-            raise PermissionError(f"sandbox: {event} on {args[0]!r} outside the scratch directory")
-
-    sys.addaudithook(hook)
+_confine = None
 
 
-def run_in_process(source):
-    """Process mode: run the program in this (forked) interpreter and exit with its status."""
-    code = 0
-    try:
-        exec(compile(source, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        if stop.code is not None and not isinstance(stop.code, int):
-            print(stop.code, file=sys.stderr)
-    except BaseException as exc:  # the program's own error: report it like the interpreter would
-        import traceback
+def load_confine():
+    """The sibling module `sandbox_confine.py`, loaded by path (under `-I` the script's folder is not on sys.path).
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)  # without this frame
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    Loaded once, first thing, while the launcher can still read its own interpreter's files.
+    """
+    global _confine
+    if _confine is not None:
+        return _confine
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_confine.py")
+    spec = importlib.util.spec_from_file_location("hpci_sandbox_confine", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _confine = module
+    return module
+
+
+def confine_process(req, scratch):
+    """Process mode: an unprivileged uid (when the launcher is root), then Landlock and seccomp, for good."""
+    confine = load_confine()
+    if req["drop_uid"] is not None:
+        os.chown(scratch, req["drop_uid"], req["drop_gid"])
+        os.setgroups([])
+        os.setgid(req["drop_gid"])
+        os.setuid(req["drop_uid"])
+        if 0 in (os.getuid(), os.geteuid(), os.getgid(), os.getegid()):
+            raise OSError("could not drop to the unprivileged uid")
+    confine.set_no_new_privs()
+    abi = confine.restrict_paths(req["read_paths"], [scratch], req["device_files"])
+    if abi < req["landlock_min_abi"]:
+        raise OSError(f"Landlock ABI {abi} < {req['landlock_min_abi']} needed here")
+    confine.install_seccomp()
 
 
 def child(req, python, env, scratch):
@@ -235,8 +198,7 @@ def child(req, python, env, scratch):
     with open("main.py", "w", encoding="utf-8") as f:
         f.write(req["source"])
     if not req["namespaces"]:
-        install_guard(scratch)
-        run_in_process(req["source"])
+        confine_process(req, scratch)
     os.execve(python, [python, "-I", "-S", "-B", "-X", "utf8", "main.py"], env)
 
 
@@ -244,10 +206,14 @@ def main():
     req = json.loads(sys.stdin.buffer.read())
     status = {"exit_code": None, "signal": None, "error": None, "cpu_s": 0.0}
     try:
+        load_confine()
         if req["namespaces"]:
             python, env, scratch = prepare_namespace(req)
         else:
             python, env, scratch = req["python"], {"PATH": "/usr/bin:/bin"}, req["scratch"]
+            confine = load_confine()
+            confine.become_subreaper()  # orphans of the program come back here, to be killed at the end
+            signal.signal(signal.SIGTERM, lambda *_: (confine.kill_descendants(), os._exit(0)))
         pid = os.fork()
         if pid == 0:
             try:
@@ -266,6 +232,8 @@ def main():
                 else:
                     status["exit_code"] = os.WEXITSTATUS(wait_status)
                 break
+        if not req["namespaces"]:  # (in namespaces mode, the end of PID 1 kills every process left)
+            confine.kill_descendants()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         status["cpu_s"] = usage.ru_utime + usage.ru_stime
     except BaseException as exc:
