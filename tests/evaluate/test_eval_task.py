@@ -174,6 +174,7 @@ def test_selection_prefers_the_later_epoch_on_ties_and_waits_for_complete_result
 ):
     import pyarrow as pa
 
+    from hpc_instruct.atomic import read_marker, write_marker
     from hpc_instruct.evaluate.checkpoints import CheckpointUnavailable, select_epoch
     from hpc_instruct.evaluate.results import write_shard
 
@@ -187,12 +188,14 @@ def test_selection_prefers_the_later_epoch_on_ties_and_waits_for_complete_result
     ]
     for _, path in valid:  # every valid item right in every epoch: a tie
         table = pq.read_table(path)
-        write_shard(
+        digest = write_shard(
             table.set_column(
                 table.schema.get_field_index("correct"), "correct", pa.array([True] * table.num_rows)
             ),
             path,
         )
+        marker = read_marker(path)  # a rewritten shard is trusted only with its new sha256 in the marker
+        write_marker(path, marker.pop("id"), **{**marker, "sha256": digest})
     abilities = tuple(evaluated_study.recipe.data.abilities)
     epoch, scores = select_epoch(sdir, ex, trial, abilities)
     assert epoch == max(trial.checkpoints) and {s.mean_accuracy for s in scores} == {1.0}
