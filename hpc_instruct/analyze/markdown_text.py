@@ -3,8 +3,9 @@
 Labels, model names, problem details and the recipe itself come from a study folder colleagues write. In
 report.md such text must not close a code block (a description holding three backticks), start a heading or a
 table column, or reach a renderer as raw HTML (`<script>`, `<img onerror=...>`). Three tools, CommonMark rules:
-- `text()`: inline text with the characters Markdown acts on backslash-escaped (a heading or list marker
-  only at its start), `<`/`>`/`&` as entities (so no raw HTML) and line breaks as spaces;
+- `text()`: inline text with the characters Markdown acts on backslash-escaped (a heading, list or quote marker
+  only at its start), `<` and `&` as entities (so no raw HTML; a `>` elsewhere is plain text, so `a -> b` reads
+  as written in the .md file too) and line breaks as spaces;
 - `code()`: an inline code span delimited by more backticks than the text holds;
 - `fence()`: a fenced block whose fence is longer than any backtick run inside it.
 """
@@ -14,14 +15,14 @@ from __future__ import annotations
 import re
 
 _ACTIVE = re.compile(r"([\\`*_\[\]|~])")  # markup anywhere in a line
-_LINE_START = re.compile(r"^(\s*)([#+\-=]|\d+(?=[.)]))")  # markup only at the start of a line (headings, lists)
+_LINE_START = re.compile(r"^(\s*)([#+\-=>]|\d+(?=[.)]))")  # markup only at a line's start (headings, lists, quotes)
 _TICKS = re.compile(r"`+")
 
 
 def text(value: object, starts_block: bool = True) -> str:
     """`value` as inline Markdown text that renders literally. `starts_block`: it opens a paragraph, heading or
     list item, where `#`, `-`, `1.` would be markup (not so in a table cell, where `-0.5` stays as it is)."""
-    out = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = str(value).replace("&", "&amp;").replace("<", "&lt;")
     out = _ACTIVE.sub(r"\\\1", " ".join(out.splitlines()))
     if not starts_block:
         return out

@@ -57,3 +57,11 @@ def test_html_report_shows_hostile_text_as_text(reports):
     assert "<script" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(" in html
     assert "onerror=alert(1)" in html
+
+
+def test_markdown_text_quotes_only_what_markdown_acts_on():
+    from hpc_instruct.analyze import markdown_text as md
+
+    assert md.text("predicted -> measured") == "predicted -> measured"  # reads as written in report.md
+    assert md.text("> not a quote").startswith("\\>") and md.text("# no heading").startswith("\\#")
+    assert "<" not in md.text("<img src=x onerror=alert(1)>")  # never raw HTML
