@@ -4,30 +4,18 @@ as the single-device model: the same greedy replies, letter log-probs and candid
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from process_group import run_in_session
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("sharded_worker.py")
 
 
 def _run(cmd: list[str], timeout: int = 240) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"timed out: {' '.join(cmd)}\n{output[-3000:]}")
-    if proc.returncode != 0:
-        pytest.fail(f"exit {proc.returncode}: {' '.join(cmd)}\n{output[-3000:]}")
+    run_in_session(cmd, REPO, timeout)  # its own session: a hung rank is killed with its group
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Shared by the multi-process training tests: run a command (torchrun and its ranks) in its own session."""
+"""Shared by the multi-process tests (training, sharded eval): run a command (torchrun and its ranks) in its own session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_in_session(cmd: list[str], cwd: Path, timeout: int, threads: int = 1, expect_ok: bool = True) -> str:
