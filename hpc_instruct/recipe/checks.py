@@ -121,6 +121,13 @@ class Checker:
                          "add curated, synthetic, mixes, single_ability or held_out")
         if len(set(sw.seeds)) != len(sw.seeds):
             self.problem(("sweep", "seeds"), "seeds repeat")
+        arms = [(("sweep", arm), getattr(sw, arm)) for arm in ("curated", "synthetic", "single_ability", "held_out")]
+        arms += [(("sweep", "mixes", i), mix) for i, mix in enumerate(sw.mixes)]
+        for where, cfg in arms:
+            seeds = getattr(cfg, "seeds", None)
+            if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+                self.problem((*where, "seeds"), "an arm's seeds must be distinct and not empty",
+                             "leave it out to use sweep.seeds")
         for arm in ("curated", "synthetic", "single_ability", "held_out"):
             cfg = getattr(sw, arm)
             if cfg is not None:

@@ -41,10 +41,10 @@ def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with
     model_digest = {m.name: digest([identity(m), identity(shapes[m.name]), TRAIN_CODE_VERSION]) for m in recipe.models}
     trials: list[Trial] = []
     index: dict[str, int] = {}
-    for source, name, model, request in _requests(recipe):
+    for source, name, model, request, seeds in _requests(recipe):
         m, shape = models[model], shapes[model]
         counts, synthetic = _resolve(request, facts)
-        for seed in recipe.sweep.seeds:
+        for seed in seeds:
             tid = "t" + digest([model_digest[model], train_digest, data_pin, request, seed], 15)
             label = f"{name}/{model}/seed{seed}"
             if tid in index:  # the same experiment reached from two arms (mix-baseline == curated-1000): run it once
@@ -62,36 +62,41 @@ def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with
 
 
 def _requests(recipe: Recipe):
-    """(source, label, model, mixture request) for every arm of the sweep; seeds are applied by the caller."""
+    """(source, label, model, mixture request, seeds) for every arm of the sweep (an arm's own seeds, else the
+    sweep's); the caller makes one trial per seed."""
     sw, every = recipe.sweep, [m.name for m in recipe.models]
+
+    def seeds(arm) -> tuple[int, ...]:
+        return arm.seeds if arm.seeds is not None else sw.seeds
+
     abilities = recipe.data.abilities
     if sw.curated:
         for n in sw.curated.samples_per_ability:
             request = {"per_ability": {a: n for a in abilities}, "synthetic": 0, "cap": sw.curated.cap}
             for model in sw.curated.models or every:
-                yield "curated", f"curated-{n}", model, request
+                yield "curated", f"curated-{n}", model, request, seeds(sw.curated)
     if sw.synthetic:
         for n in sw.synthetic.total_samples:
             request = {"per_ability": {}, "synthetic": n, "cap": sw.synthetic.cap}
             for model in sw.synthetic.models or every:
-                yield "synthetic", f"synthetic-{n}", model, request
+                yield "synthetic", f"synthetic-{n}", model, request, seeds(sw.synthetic)
     for mix in sw.mixes:
         request = {"per_ability": mix_amounts(mix, abilities), "synthetic": mix.synthetic_total_samples, "cap": mix.cap}
         for model in mix.models or every:
-            yield "mix", mix.name if mix.name.startswith("mix") else f"mix-{mix.name}", model, request
+            yield "mix", mix.name if mix.name.startswith("mix") else f"mix-{mix.name}", model, request, seeds(mix)
     if sw.single_ability:
         sa = sw.single_ability
         for ability in sa.abilities or abilities:
             for n in sa.samples_per_ability:
                 request = {"per_ability": {ability: n}, "synthetic": 0, "cap": sa.cap}
                 for model in sa.models or every:
-                    yield "single", f"single-{ability}-{n}", model, request
+                    yield "single", f"single-{ability}-{n}", model, request, seeds(sa)
     if sw.held_out:
         ho = sw.held_out
         for k, counts in enumerate(held_out_counts(ho, abilities), start=1):
             request = {"per_ability": counts, "synthetic": 0, "cap": ho.cap}
             for model in ho.models or every:
-                yield "held_out", f"heldout-{k}", model, request
+                yield "held_out", f"heldout-{k}", model, request, seeds(ho)
 
 
 def held_out_counts(ho, abilities: tuple[str, ...]) -> list[dict[str, int]]:

@@ -57,6 +57,7 @@ class CuratedArm:
     samples_per_ability: tuple[int, ...] = required(lo=1)
     models: tuple[str, ...] | None = spec(None, help="default: every model")
     cap: bool = spec(False, help="take what a pool has when it holds fewer than requested")
+    seeds: tuple[int, ...] | None = spec(None, help="this arm's seeds; default: sweep.seeds")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class SyntheticArm:
     total_samples: tuple[int, ...] = required(lo=1)
     models: tuple[str, ...] | None = spec(None)
     cap: bool = spec(False)
+    seeds: tuple[int, ...] | None = spec(None, help="this arm's seeds; default: sweep.seeds")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Mix:
     predicted: dict[str, float] = spec(factory=dict, identity=False,
                                        help="ability (or 'overall') -> predicted accuracy, written by `hpci "
                                        "plan-data --write`; the report sets the measured score beside it")
+    seeds: tuple[int, ...] | None = spec(None, help="this arm's seeds; default: sweep.seeds")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class HeldOutMixes:
     seed: int = spec(0, lo=0, help="draws the volumes")
     models: tuple[str, ...] | None = spec(None)
     cap: bool = spec(True, help="take what a pool has when it holds fewer than drawn")
+    seeds: tuple[int, ...] | None = spec(None, help="this arm's seeds; default: sweep.seeds")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class SingleAbilityArm:
     abilities: tuple[str, ...] | None = spec(None, help="default: every study ability")
     models: tuple[str, ...] | None = spec(None)
     cap: bool = spec(False)
+    seeds: tuple[int, ...] | None = spec(None, help="this arm's seeds; default: sweep.seeds")
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,17 @@ def test_held_out_mixes_are_random_volumes_fixed_by_their_seed(write_recipe):
     assert again == mixes  # the seed alone fixes the draw
     other = load_study(write_recipe(text.replace("seed: 5", "seed: 6"))).expand()
     assert {t.label.split("/")[0]: dict(t.samples_per_ability) for t in other.trials if t.source == "held_out"} != mixes
+
+
+def test_an_arm_with_its_own_seeds_runs_only_those(write_recipe):
+    """`seeds` on an arm replaces sweep.seeds for that arm alone; the other arms keep the sweep's, and a trial's
+    id does not depend on which list its seed came from."""
+    path = write_recipe()
+    ex = load_study(path, ("sweep.synthetic.seeds=[5]",)).expand()
+    seeds: dict[str, set[int]] = {}
+    for t in ex.trials:
+        seeds.setdefault(t.source, set()).add(t.seed)
+    assert seeds == {"curated": {0, 1}, "synthetic": {5}}
+    wider = load_study(path, ("sweep.synthetic.seeds=[0,5]",)).expand()
+    assert ({t.id for t in ex.trials if t.source == "synthetic"}
+            < {t.id for t in wider.trials if t.source == "synthetic"})

@@ -51,6 +51,8 @@ CASES = [
      "set cap: true"),
     ("synthetic-pool-too-small", edit("    total_samples: [10]", "    total_samples: [10, 5000] #<"),
      "sweep.synthetic.total_samples", "5000 samples requested but the synthetic pool holds 100", "cap: true"),
+    ("arm-seeds-repeat", edit("    total_samples: [10]", "    total_samples: [10]\n    seeds: [3, 3] #<"),
+     "sweep.synthetic.seeds", "an arm's seeds must be distinct and not empty", "sweep.seeds"),
     ("count-and-fraction", edit("training:", "  mixes:\n    - name: x\n      samples_per_ability: {math: 4}\n"
                                  "      fraction_per_ability: {math: 0.5} #<\ntraining:"),
      "sweep.mixes[0].fraction_per_ability.math", "'math' is given both a sample count and a fraction",
