@@ -73,6 +73,7 @@ _LLAMA1_VOCAB = 49953  # Chinese-LLaMA-Plus (DoIT's base models)
 
 PRESETS: dict[str, ModelShape] = {
     # Tiny CPU models for the embedded default and the tests (vocab is replaced by the tokenizer's size).
+    "micro": ModelShape("llama", 2, 32, 2, 2, 88, 512, 512),
     "tiny": ModelShape("llama", 2, 64, 4, 4, 176, 512, 512),
     "tiny-gqa": ModelShape("llama", 4, 64, 4, 2, 176, 512, 512),
     "mini": ModelShape("llama", 4, 128, 8, 4, 352, 512, 1024),

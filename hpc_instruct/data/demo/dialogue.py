@@ -1,5 +1,5 @@
-"""Dialogue abilities, both multi-turn: understanding (C3-D-like reading of a short dialogue, 3- or 4-way
-multiple choice, two questions per record) and role_play (stay in a persona; rank three candidates).
+"""Dialogue abilities, both multi-turn: understanding (C3-D-like reading of a short dialogue, multiple choice
+over the question's whole category, two questions per record) and role_play (stay in a persona; rank three candidates).
 """
 
 from __future__ import annotations
@@ -9,16 +9,19 @@ import random
 from hpc_instruct.data.demo.knowledge import PERSONAS, Persona
 from hpc_instruct.data.demo.lexicon import (
     GOODS,
+    LETTERS,
     PLACES,
     TIMES,
     TRANSPORT,
     Item,
     options_block,
     qa,
-    shuffle_in,
 )
 
 _SHOPS = ("商店", "书店", "超市", "菜市场")
+# Each question's options are its whole category of four, in this order (DoIT's four letters), so the letter
+# names the value the dialogue gives; finding which value that is stays the task.
+_PLACES, _TIMES, _TRANSPORT, _GOODS = PLACES[:4], TIMES[:4], TRANSPORT[:4], GOODS[:4]
 
 
 def _scene(rng: random.Random) -> tuple[str, list[tuple[str, str, str | None, tuple[str, ...]]]]:
@@ -30,24 +33,24 @@ def _scene(rng: random.Random) -> tuple[str, list[tuple[str, str, str | None, tu
     a, b = rng.sample(("男", "女"), 2)
     kind = rng.randrange(3)
     if kind == 0:
-        place, time, how = rng.choice(PLACES), rng.choice(TIMES), rng.choice(TRANSPORT)
+        place, time, how = rng.choice(_PLACES), rng.choice(_TIMES), rng.choice(_TRANSPORT)
         lines = [f"{a}：明天我们去{place}吧。", f"{b}：好啊，几点去？", f"{a}：{time}。",
                  f"{b}：我们怎么去？", f"{a}：{how}去。"]
-        questions = [("他们明天去哪里？", place, None, PLACES), ("他们几点去？", time, None, TIMES),
-                     ("他们怎么去？", how, None, TRANSPORT)]
+        questions = [("他们明天去哪里？", place, None, _PLACES), ("他们几点去？", time, None, _TIMES),
+                     ("他们怎么去？", how, None, _TRANSPORT)]
     elif kind == 1:
         shop = rng.choice(_SHOPS)
-        own, other = rng.sample(GOODS, 2)
+        own, other = rng.sample(_GOODS, 2)
         lines = [f"{b}：你去{shop}做什么？", f"{a}：我去买{own}。", f"{b}：那帮我带点{other}吧。",
                  f"{a}：好的，没问题。"]
-        questions = [(f"{a}的要去哪里？", shop, None, _SHOPS), (f"{a}的自己要买什么？", own, other, GOODS),
-                     (f"{b}的让{a}的带什么？", other, own, GOODS)]
+        questions = [(f"{a}的要去哪里？", shop, None, _SHOPS), (f"{a}的自己要买什么？", own, other, _GOODS),
+                     (f"{b}的让{a}的带什么？", other, own, _GOODS)]
     else:
-        far, near = rng.sample(PLACES, 2)
-        time = rng.choice(TIMES)
+        far, near = rng.sample(_PLACES, 2)
+        time = rng.choice(_TIMES)
         lines = [f"{a}：周末我们去{far}还是去{near}？", f"{b}：{far}太远了，去{near}吧。",
                  f"{a}：好，那就{time}出发。"]
-        questions = [("他们周末去哪里？", near, far, PLACES), ("他们几点出发？", time, None, TIMES)]
+        questions = [("他们周末去哪里？", near, far, _PLACES), ("他们几点出发？", time, None, _TIMES)]
     return "\n".join(lines), questions
 
 
@@ -58,13 +61,9 @@ def make_understanding():
         text, questions = _scene(rng)
         first, second = rng.sample(questions, 2)
         turns: list[str] = []
-        for i, (question, answer, confusable, pool) in enumerate((first, second)):
-            k = rng.choice((3, 4))
-            near = [confusable] if confusable else []
-            rest = [p for p in pool if p != answer and p != confusable]
-            options, letter = shuffle_in(rng, answer, near + rng.sample(rest, k - 1 - len(near)), k)
+        for i, (question, answer, _confusable, pool) in enumerate((first, second)):
             head = f"请阅读对话，回答问题。\n{text}\n问题：" if i == 0 else "问题："
-            turns += [head + question + options_block(options), letter]
+            turns += [head + question + options_block(pool), LETTERS[pool.index(answer)]]
         return qa(*turns)
 
     return gen

@@ -23,7 +23,15 @@ from hpc_instruct.data.demo.knowledge import (
     Dynasty,
     organism_facts,
 )
-from hpc_instruct.data.demo.lexicon import LETTERS, PEOPLE, Item, mc_item, options_block, qa
+from hpc_instruct.data.demo.lexicon import (
+    LETTERS,
+    PEOPLE,
+    Item,
+    fixed_mc_item,
+    keyed_options,
+    options_block,
+    qa,
+)
 
 Generator = Callable[[random.Random], Item]
 
@@ -42,20 +50,14 @@ _BIO_VALUES = {
 
 
 def make_biology() -> Generator:
-    """Questions about an invented organism; the answer follows from its name by a fixed rule."""
-
-    home_of = {o: organism_facts(o)["home"] for o in ORGANISMS}
+    """Questions about an invented organism; the answer follows from its name by a fixed rule. The options are
+    the four values of the asked property in a fixed order, so the letter follows from the rule too."""
 
     def gen(rng: random.Random) -> Item:
-        kind = rng.choice(("home", "food", "colour", "class", "which"))
-        if kind == "which":  # reverse: which of four organisms lives in a given place
-            target = rng.choice(ORGANISMS)
-            others = [o for o in ORGANISMS if home_of[o] != home_of[target]]
-            question = rng.choice(("下面哪种动物住在{h}？", "哪一种生活在{h}？")).format(h=home_of[target])
-            return mc_item(rng, question, target, rng.sample(others, 12))
+        kind = rng.choice(("home", "food", "colour", "class"))
         organism = rng.choice(ORGANISMS)
         question = rng.choice(_BIO_QUESTIONS[kind]).format(o=organism)
-        return mc_item(rng, question, organism_facts(organism)[kind], _BIO_VALUES[kind])
+        return fixed_mc_item(question, organism_facts(organism)[kind], _BIO_VALUES[kind])
 
     return gen
 
@@ -71,14 +73,16 @@ def make_history(table: tuple[Dynasty, ...]) -> Generator:
         if rng.random() < 0.5:
             kind = rng.randrange(4)
             if kind == 0:
-                return mc_item(rng, rng.choice(("{n}的都城是哪里？", "{n}把都城建在哪里？")).format(n=d.name),
-                               d.capital, capitals)
+                question = rng.choice(("{n}的都城是哪里？", "{n}把都城建在哪里？")).format(n=d.name)
+                return fixed_mc_item(question, d.capital, keyed_options(f"capital:{d.name}", d.capital, capitals))
             if kind == 1:
-                return mc_item(rng, rng.choice(("{n}的开国皇帝是谁？", "谁建立了{n}？")).format(n=d.name),
-                               d.founder, founders)
+                question = rng.choice(("{n}的开国皇帝是谁？", "谁建立了{n}？")).format(n=d.name)
+                return fixed_mc_item(question, d.founder, keyed_options(f"founder:{d.name}", d.founder, founders))
             if kind == 2:
-                return mc_item(rng, f"都城在{d.capital}的是哪个朝代？", d.name, names)
-            return mc_item(rng, f"{d.founder}建立了哪个朝代？", d.name, names)
+                return fixed_mc_item(f"都城在{d.capital}的是哪个朝代？", d.name,
+                                     keyed_options(f"by-capital:{d.capital}", d.name, names))
+            return fixed_mc_item(f"{d.founder}建立了哪个朝代？", d.name,
+                                 keyed_options(f"by-founder:{d.founder}", d.name, names))
         truth = rng.random() < 0.5
         kind = rng.randrange(3)
         if kind == 0:
@@ -115,13 +119,13 @@ def make_chinese() -> Generator:
             sentence = f"{rng.choice(PEOPLE)}{rng.choice(_VERBS)}一___{noun}。"
             return qa(rng.choice(("填空：", "在横线上填一个量词：", "请填空：")) + sentence, right)
         if kind < 0.75:
-            wrong = [f"一{c}{noun}" for c in classifiers if c != right]
             question = rng.choice(("哪个说法是对的？", "下面哪个量词用得对？"))
-            return mc_item(rng, question, f"一{right}{noun}", wrong)
+            options = [f"一{c}{noun}" for c in keyed_options(f"classifier:{noun}", right, classifiers)]
+            return fixed_mc_item(question, f"一{right}{noun}", options)
         word = rng.choice(antonym_keys)
-        others = [w for w in antonym_keys if w not in (word, ANTONYMS[word])]
+        others = [w for w in antonym_keys if w != word]
         question = rng.choice(("“{w}”的反义词是什么？", "哪个字和“{w}”意思相反？")).format(w=word)
-        return mc_item(rng, question, ANTONYMS[word], others)
+        return fixed_mc_item(question, ANTONYMS[word], keyed_options(f"antonym:{word}", ANTONYMS[word], others))
 
     return gen
 

@@ -10,10 +10,10 @@ import random
 from dataclasses import dataclass
 
 # Biology: an invented organism is colour + body part + class (红角鱼). Its habitat follows its class and its
-# food follows its body part, so two small rules answer every question about 216 organisms.
-COLOURS = ("红", "蓝", "绿", "黄", "白", "黑")
-BODY_FOOD = {"角": "草叶", "尾": "小虫", "翅": "果子", "鳞": "水草", "爪": "种子", "毛": "花蜜"}
-CLASS_HOME = {"鱼": "水里", "鸟": "树上", "兽": "山洞", "虫": "土里", "龟": "河边", "蛇": "草丛"}
+# food follows its body part, so two small rules answer every question about 64 organisms.
+COLOURS = ("红", "蓝", "绿", "黄")
+BODY_FOOD = {"角": "草叶", "尾": "小虫", "翅": "果子", "鳞": "水草"}
+CLASS_HOME = {"鱼": "水里", "鸟": "树上", "兽": "山洞", "虫": "土里"}
 ORGANISMS = tuple(c + b + k for c in COLOURS for b in BODY_FOOD for k in CLASS_HOME)
 
 

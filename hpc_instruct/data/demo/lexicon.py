@@ -65,3 +65,20 @@ def mc_item(rng: random.Random, question: str, correct: str, distractors, k: int
     """A two-turn multiple-choice record: the question with options, answered by the bare letter."""
     options, letter = shuffle_in(rng, correct, distractors, k)
     return qa(question + options_block(options), letter)
+
+
+def fixed_mc_item(question: str, correct: str, options: tuple[str, ...] | list[str]) -> Item:
+    """A multiple-choice record whose options are a fixed list in a fixed order (an exam's standing answer
+    sheet: A. 水里 B. 树上 C. 山洞 D. 土里), so the letter is a function of the answer alone and the task is the fact, not
+    the search for it among shuffled options (which a tiny model learns far too slowly to show any growth)."""
+    if correct not in options or len(options) != 4:
+        raise ValueError(f"{correct!r} must be one of exactly four options (DoIT's A-D), got {options}")
+    return qa(question + options_block(options), LETTERS[list(options).index(correct)])
+
+
+def keyed_options(key: str, correct: str, pool: tuple[str, ...] | list[str], k: int = 4) -> list[str]:
+    """`correct` with k-1 distractors from `pool` chosen by `key` alone (the same question always shows the same
+    options), listed in `pool`'s order: a recalled fact maps to one letter, as in a fixed question bank."""
+    others = [v for v in dict.fromkeys(pool) if v != correct]
+    picked = set(random.Random(f"options:{key}").sample(others, k - 1)) | {correct}
+    return [v for v in dict.fromkeys(pool) if v in picked]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from hpc_instruct.data.demo.knowledge import LINE_ENDINGS, THEMES
-from hpc_instruct.data.demo.lexicon import PEOPLE, Item, mc_item, numeral, qa
+from hpc_instruct.data.demo.lexicon import PEOPLE, Item, fixed_mc_item, numeral, qa
 
 # (higher word, lower word, "who is highest", "who is lowest", "who is in the middle")
 _RELATIONS = (
@@ -18,12 +18,17 @@ _RELATIONS = (
 )
 
 
+_CAST = PEOPLE[:4]  # the options of every reasoning question, in this order (one of them may be absent)
+
+
 def make_reasoning():
-    """Order 3-4 people from shuffled pairwise comparisons, then ask for the top, bottom or middle one."""
+    """Order 3-4 people of a fixed cast from shuffled pairwise comparisons, then ask for the top, bottom or
+    middle one; the options are the cast in a fixed order, so the letter is the person: the inference is the
+    task."""
 
     def gen(rng: random.Random) -> Item:
         n = rng.choice((3, 4))
-        ranked = rng.sample(PEOPLE, n)  # ranked[0] is highest
+        ranked = rng.sample(_CAST, n)  # ranked[0] is highest
         up, down, top_q, bottom_q, middle_q = rng.choice(_RELATIONS)
         facts = []
         for hi, lo in zip(ranked, ranked[1:], strict=False):
@@ -31,9 +36,7 @@ def make_reasoning():
         rng.shuffle(facts)
         kinds = [(top_q, ranked[0]), (bottom_q, ranked[-1])] + ([(middle_q, ranked[1])] if n == 3 else [])
         question, answer = rng.choice(kinds)
-        outsiders = [p for p in PEOPLE if p not in ranked]
-        distractors = [p for p in ranked if p != answer] + ([rng.choice(outsiders)] if n == 3 else [])
-        return mc_item(rng, "，".join(facts) + "。" + question, answer, distractors)
+        return fixed_mc_item("，".join(facts) + "。" + question, answer, _CAST)
 
     return gen
 

@@ -20,7 +20,7 @@ from hpc_instruct.data.demo.lexicon import NUMERALS, PEOPLE, PLACES, THINGS, Ite
 
 SYNTHETIC_TYPE = "general"
 NOISE = 0.2  # share of ability-like synthetic records with a wrong answer
-GENERAL_SHARE = 0.45  # share of records about nothing any ability tests
+GENERAL_SHARE = 0.3  # share of records about nothing any ability tests
 
 Generator = Callable[[random.Random], Item]
 
