@@ -34,7 +34,15 @@ from hpc_instruct.launch.state import (
     record_submission,
     reserve_local_record,
 )
-from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, eval_ranks, group_ranks, resources, thread_env
+from hpc_instruct.launch.tasks import (
+    STAGES,
+    Task,
+    build_tasks,
+    eval_ranks,
+    group_ranks,
+    resources,
+    thread_env,
+)
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.study_dir import StudyDir
 
