@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="run the whole study on this machine (local or debug executor), with progress",
-                       description="Write the study directory, then run prepare, train, eval and aggregate here. "
+                       description="Write the study directory, then run prepare, base, train, eval and aggregate here. "
                        "Done tasks are skipped, so re-running after an interruption finishes the rest.")
     _recipe_args(p)
     p.add_argument("--executor", choices=("local", "debug"), help="default: the recipe's execution.executor")
@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("task", help="run tasks of one stage (the entry point for plain sbatch --array)",
                        description="Run tasks by id, or the N-th task of the stage (--index, default "
                        "$SLURM_ARRAY_TASK_ID). Done tasks are skipped.")
-    p.add_argument("stage", choices=("prepare", "train", "eval", "aggregate"))
+    p.add_argument("stage", choices=("prepare", "base", "train", "eval", "aggregate"))
     p.add_argument("study", help="study directory")
     p.add_argument("task_ids", nargs="*")
     p.add_argument("--index", type=int)

@@ -10,6 +10,9 @@ spells a file name of it. Everything else asks `StudyDir` for a path.
                                                      packed/ (tokenized rows), prepared.json (+ .done marker)
     <study>/trials/<id>/                             trial.json (+ .done), log.parquet, checkpoints/step-NNNNNNNN/,
                                                      export/epoch-NNN/ (HF folders, + .done)
+    <study>/bases/<id>/                              one pretrained base model (`models[].pretrain`): base.json
+                                                     (+ .done), log.parquet, checkpoints/, packed/ (the corpus),
+                                                     export/ (the HF folder its trials start from, + .done)
     <study>/eval/<owner>/<checkpoint>/<ability>-<split>/part-<i>-of-<n>.parquet (+ .done marker)
     <study>/logs/                                    Slurm / local logs
     <study>/state/                                   submissions.jsonl, code/<hash>/ (the code jobs run), old plans
@@ -105,6 +108,28 @@ class StudyDir:
     def export(self, trial_id: str, epoch: int) -> Path:
         """The HF-format model folder of a trial at an epoch (what evaluation loads)."""
         return self.exports(trial_id) / epoch_name(epoch)
+
+    # ------------------------------------------------------------------ pretrained base models
+    def base(self, base_id: str) -> Path:
+        return self.root / "bases" / base_id
+
+    def base_summary(self, base_id: str) -> Path:
+        """base.json: how the base model was pretrained (+ .done marker: its export is complete)."""
+        return self.base(base_id) / "base.json"
+
+    def base_export(self, base_id: str) -> Path:
+        """The pretrained base model's HF folder: what its model's trials start from and base evaluation loads."""
+        return self.base(base_id) / "export"
+
+    def base_packed(self, base_id: str) -> Path:
+        """The pretraining corpus, tokenized and packed."""
+        return self.base(base_id) / "packed"
+
+    def base_checkpoints(self, base_id: str) -> Path:
+        return self.base(base_id) / "checkpoints"
+
+    def base_step_log(self, base_id: str) -> Path:
+        return self.base(base_id) / "log.parquet"
 
     # ------------------------------------------------------------------ evaluation
     @property

@@ -129,6 +129,7 @@ def pack_mixture(
     config: PackingConfig | None = None,
     cache_dir: str | Path | None = None,
     mixture_hash: str | None = None,
+    encoder: Any = None,
 ) -> PackedData:
     """Tokenise and pack a mixture, or load it from the cache when the same key was packed before.
 
@@ -141,10 +142,12 @@ def pack_mixture(
         cache_dir: where packed mixtures live, one folder per key (a study passes its own, e.g.
             `<study>/mixtures/<hash>/packed`); default `~/.cache/hpc_instruct/packed`.
         mixture_hash: the mixture manifest's content hash; computed from the conversations when omitted.
+        encoder: replaces the chat template: anything with `encode_batch(values) -> [EncodedSample]` and
+            `template_hash` (`hpc_instruct.data.plain_text` packs pretraining text with one).
     """
     config = config or PackingConfig()
     samples = samples if _is_dataset(samples) else list(samples)  # read twice: hash, then tokenise
-    chat = ChatTemplate(tokenizer, template or TemplateConfig())
+    chat = encoder or ChatTemplate(tokenizer, template or TemplateConfig())
     parts = {
         "mixture": mixture_hash or mixture_content_hash(samples),
         "tokenizer": tokenizer_hash(tokenizer),

@@ -47,13 +47,16 @@ def run_tasks(study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
         if task.done(sdir):
             log.info("skip %s %s: done", stage, tid)
             continue
-        before = tasks.get(task.after) if stage == "train" else None
-        if before is not None and not before.done(sdir):
-            # Slurm starts a train array `afterany` its prepare array, so one failed mixture does not cancel
-            # every trial: the trial whose own mixture is missing fails here, with the reason. (An eval task
-            # checks the checkpoint export it reads itself.)
-            exc = RuntimeError(f"{stage} {tid} ({task.label}) needs {before.stage} {before.id} ({before.label}), "
-                               f"which has not finished: see `hpci status {study_dir}`")
+        before = [tasks.get(task.after)] if stage == "train" else []
+        before += [tasks.get(n) for n in task.needs]  # a pretrained base its trial starts from / its eval loads
+        missing = [b for b in before if b is not None and not b.done(sdir)]
+        if missing:
+            # Slurm starts a train array `afterany` its prepare (and base) arrays, so one failed mixture does not
+            # cancel every trial: the trial whose own mixture or base is missing fails here, with the reason. (An
+            # eval task checks the checkpoint export it reads itself.)
+            what = ", ".join(f"{b.stage} {b.id} ({b.label})" for b in missing)
+            exc = RuntimeError(f"{stage} {tid} ({task.label}) needs {what}, which has not finished: "
+                               f"see `hpci status {study_dir}`")
             if len(task_ids) == 1:
                 raise exc
             log.error("%s", exc)

@@ -34,7 +34,15 @@ from hpc_instruct.launch.state import (
     record_submission,
     reserve_local_record,
 )
-from hpc_instruct.launch.tasks import STAGES, Task, build_tasks, eval_ranks, resources, thread_env
+from hpc_instruct.launch.tasks import (
+    STAGES,
+    Task,
+    build_tasks,
+    eval_ranks,
+    group_ranks,
+    resources,
+    thread_env,
+)
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.study_dir import StudyDir
 
@@ -53,6 +61,8 @@ class LocalReport:
 def ranks_of(task: Task, ex: Expansion) -> int:
     if task.stage == "eval":
         return eval_ranks(task.group)  # a model split over GPUs: one rank per GPU
+    if task.stage == "base":
+        return group_ranks(task.group)  # laid out as its model's trials
     if task.stage != "train":
         return 1
     t = ex.trial(task.id)
@@ -82,8 +92,9 @@ def _run_local(sdir: StudyDir, study: Study, ex: Expansion, parallelism: int, de
         todo = [t for t in todo if t not in done]
         runnable = []
         for t in todo:
-            if t.after in bad:
-                blocked.append(f"{t.stage} {t.id} ({t.label}): waits for {t.after}, which did not finish")
+            waits = [d for d in (t.after, *t.needs) if d in bad]
+            if waits:
+                blocked.append(f"{t.stage} {t.id} ({t.label}): waits for {', '.join(waits)}, which did not finish")
                 bad.add(t.id)
             else:
                 runnable.append(t)
@@ -147,7 +158,7 @@ def _work(group: list[Task], ex: Expansion | None, params: Mapping[str, int] | N
     if t.stage == "train" and ex is not None:
         trial = ex.trial(t.id)
         return float(max(trial.tokens, 1)) * float((params or {}).get(trial.model, 1))
-    return float(len(group))
+    return float(len(group))  # a base task: one each, so the bases of different models run side by side
 
 
 def _command(sdir: StudyDir, unit: list[Task], ranks: int) -> list[str]:

@@ -2,7 +2,8 @@
 
 `hpci plan` must answer on a login node in well under a second: nothing here imports torch.
 Stages are submitted as one array job per stage and resource shape (never one job per task):
-  prepare (one element per distinct mixture) -> train (one element per trial, grouped by layout)
+  prepare (one element per distinct mixture) -> base (one element per pretrained model, grouped by layout)
+  -> train (one element per trial, grouped by layout)
   -> eval (one element per shard, grouped by the GPUs a model needs for inference) -> aggregate.
 """
 
@@ -33,7 +34,7 @@ class StageJob:
     outputs: str
 
 
-_OUTPUTS = {"prepare": "mixtures/<id>/", "train": "trials/<id>/ (checkpoints, export/epoch-NNN)",
+_OUTPUTS = {"prepare": "mixtures/<id>/", "base": "bases/<id>/ (base.json, export/)", "train": "trials/<id>/ (checkpoints, export/epoch-NNN)",
             "eval": "eval/<trial>/<ckpt>/<set>/part-*.parquet", "aggregate": "results/"}
 
 
@@ -49,6 +50,10 @@ def stage_jobs(study: Study, ex: Expansion) -> list[StageJob]:
             covers = f"{len(tasks)} trials of " + ", ".join(sorted({ex.owner(t.owner).model for t in tasks}))
         elif stage == "eval":
             covers = f"{len(tasks)} shards of " + ", ".join(sorted({ex.owner(t.owner).model for t in tasks}))
+        elif stage == "base":
+            names = {t.label.split("/", 1)[1] for t in tasks}
+            steps = sum(study.model(n).pretrain.steps for n in names)
+            covers = f"{len(tasks)} base models pretrained ({', '.join(sorted(names))}; {steps} steps in all)"
         elif stage == "prepare":
             covers = f"{len(tasks)} mixtures: sample, tokenize, pack"
         else:

@@ -2,12 +2,15 @@
 
 One sbatch per stage and resource shape (split only to respect MaxArraySize), never one per task:
 - prepare: one array, an element per mixture;
-- train: one array per layout (nodes x GPUs), an element per trial, `afterany` on prepare: a trial whose own
-  mixture failed fails at once with that reason, and one bad mixture does not cancel every other trial;
+- base: one array per layout, an element per pretrained base model (`models[].pretrain`), no dependency (it
+  builds the study tokenizer itself, under the study's lock);
+- train: one array per layout (nodes x GPUs), an element per trial, `afterany` on prepare and base: a trial whose
+  own mixture or base failed fails at once with that reason, and one bad mixture does not cancel every other trial;
 - eval: for each train array, `slots` arrays whose element i runs a share of trial i's shards, with
   `aftercorr` on the train array, so a trial's evaluation starts as soon as *that* trial has finished (no
   polling on the login node); the test-on-selected shards follow in one more array, `aftercorr` on the slots;
-  shards of already-trained trials and base models go into plain arrays;
+  shards of already-trained trials and base models go into plain arrays (`afterany` on the base arrays for the
+  base checkpoint of a pretrained model);
 - aggregate: one task, `afterany` on every eval array (it reports what is missing).
 `--kill-on-invalid-dep=yes` removes work whose predecessor failed, so it shows as failed, never pending forever.
 Tasks already done, pending or running are not submitted again.
@@ -133,18 +136,23 @@ def _submit_study(sdir: StudyDir, study: Study, ex: Expansion, opts: SubmitOptio
         by_stage[t.stage].append(t)
 
     prepare_jobs = sub.submit("prepare", "cpu", [[t.id] for t in by_stage["prepare"]]) if by_stage["prepare"] else []
+    base_groups: dict[str, list[Task]] = defaultdict(list)
+    for t in by_stage["base"]:
+        base_groups[t.group].append(t)
+    base_jobs = [job for group, bases in sorted(base_groups.items())
+                 for job in sub.submit("base", group, [[t.id] for t in bases])]
     train_jobs: list[tuple[str, list[Task]]] = []
     groups: dict[str, list[Task]] = defaultdict(list)
     for t in by_stage["train"]:
         groups[t.group].append(t)
-    dep = ("afterany:" + ":".join(prepare_jobs)) if prepare_jobs else ""
+    dep = ("afterany:" + ":".join(prepare_jobs + base_jobs)) if prepare_jobs or base_jobs else ""
     for group, trials in sorted(groups.items()):
         for lo in range(0, len(trials), sub.max_elements):
             chunk = trials[lo:lo + sub.max_elements]
             (job,) = sub.submit("train", group, [[t.id] for t in chunk], dep)
             train_jobs.append((job, chunk))
 
-    eval_jobs = _submit_eval(sub, by_stage["eval"], train_jobs)
+    eval_jobs = _submit_eval(sub, by_stage["eval"], train_jobs, base_jobs)
     if by_stage["aggregate"]:
         waits = eval_jobs + [j for j, _ in train_jobs]
         sub.submit("aggregate", "cpu", [[t.id] for t in by_stage["aggregate"]],
@@ -152,7 +160,8 @@ def _submit_study(sdir: StudyDir, study: Study, ex: Expansion, opts: SubmitOptio
     return SubmitReport(sub.subs, skipped_done, len(active))
 
 
-def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str, list[Task]]]) -> list[str]:
+def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str, list[Task]]],
+                 base_jobs: list[str] | None = None) -> list[str]:
     jobs: list[str] = []
     in_train = {t.id for _, chunk in train_jobs for t in chunk}
     for train_job, chunk in train_jobs:
@@ -177,9 +186,13 @@ def _submit_eval(sub: _Submitter, evals: list[Task], train_jobs: list[tuple[str,
     by_group: dict[str, list[Task]] = defaultdict(list)
     for e in rest:
         by_group[e.group].append(e)
+    after_base = ("afterany:" + ":".join(base_jobs)) if base_jobs else ""
     for group, tasks in sorted(by_group.items()):
-        first = [[e.id] for e in tasks if not e.waits_for_selection]
+        first = [[e.id] for e in tasks if not e.waits_for_selection and not e.needs]
         ids = sub.submit("eval", group, first) if first else []
+        pretrained = [[e.id] for e in tasks if not e.waits_for_selection and e.needs]
+        if pretrained:  # base checkpoints of pretrained models: after the base arrays (the shard checks its export)
+            ids += sub.submit("eval", group, pretrained, after_base)
         selected = [[e.id] for e in tasks if e.waits_for_selection]
         if selected:
             ids += sub.submit("eval", group, selected, ("afterok:" + ":".join(ids)) if ids else "")

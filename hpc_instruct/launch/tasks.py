@@ -2,8 +2,10 @@
 into array jobs (one per stage and resource shape).
 
     prepare  one task per distinct mixture (sample, tokenize, pack)           -> mixtures/<id>/ (+ marker)
-    train    one task per trial, after its mixture                            -> trials/<id>/trial.json (+ marker)
-    eval     one task per shard (checkpoint x eval set x range), after its trial -> eval/.../part-*.parquet (+ marker)
+    base     one task per model with `pretrain` (pretrain on the corpus)      -> bases/<id>/base.json (+ marker)
+    train    one task per trial, after its mixture (and its model's base)     -> trials/<id>/trial.json (+ marker)
+    eval     one task per shard (checkpoint x eval set x range), after its trial (a base checkpoint: after its
+             model's base task, when the model is pretrained)                 -> eval/.../part-*.parquet (+ marker)
     aggregate one task, after every eval task                                 -> results/scores.parquet (+ marker)
 
 A task is done when its output's marker carries the task's id (content hash): a re-run skips exactly that.
@@ -20,11 +22,12 @@ from hpc_instruct.expansion import BASE_SOURCE, Expansion
 from hpc_instruct.hashing import digest
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.stages import ORDER
+from hpc_instruct.stages.base import base_id
 from hpc_instruct.stages.prepare import mixture_id
 from hpc_instruct.study_dir import SELECTED, StudyDir
-from hpc_instruct.train.export_check import trial_exports_problem
+from hpc_instruct.train.export_check import export_problem, trial_exports_problem
 
-STAGES = ORDER  # prepare -> train -> eval -> aggregate
+STAGES = ORDER  # prepare -> base -> train -> eval -> aggregate
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,14 @@ def eval_ranks(group: str) -> int:
 def resources(study: Study, stage: str, group: str) -> Resources:
     """Resources of one array element, from the recipe's stage settings and the group's shape.
 
-    train groups are `<nodes>n<gpus>g` (one rank per GPU, cpus_per_task CPUs each) or `<nodes>n<ranks>cpu`;
+    train and base groups are `<nodes>n<gpus>g` (one rank per GPU, cpus_per_task CPUs each) or `<nodes>n<ranks>cpu`
+    (a base task is laid out and resourced as its model's trials: `execution.train`);
     eval groups are `<gpus>g` (one rank per GPU: a model that does not fit one GPU is split over them by tensor
     parallelism) or `<gpus>g-vllm` (one process, vLLM's tensor parallelism over the GPUs).
     """
     ex = study.recipe.execution
-    cfg = getattr(ex, stage)
-    if stage == "train":
+    cfg = getattr(ex, "train" if stage == "base" else stage)
+    if stage in ("train", "base"):
         nodes, rest = group.split("n")
         count = int(rest.rstrip("gcpu"))
         gpus = count if rest.endswith("g") else 0
@@ -94,10 +98,13 @@ class Task:
     label: str = ""
     owner: str = ""  # train and eval: the trial (or base model) the task belongs to
     checkpoint: str = ""  # eval: the checkpoint it evaluates (epoch-NNN | selected | base)
+    needs: tuple[str, ...] = ()  # ids of tasks of earlier stages it needs besides `after` (a pretrained base)
 
     def done(self, sdir: StudyDir) -> bool:
         if not is_done(sdir.root / self.output, self.id):
             return False
+        if self.stage == "base":  # a pretrained base counts only while its export holds its weights
+            return export_problem(sdir.base_export(self.id)) is None
         # A finished trial counts only while every export it lists holds its weights (see train/export_check).
         return self.stage != "train" or trial_exports_problem(sdir.root, sdir.root / self.output) is None
 
@@ -122,19 +129,28 @@ def build_tasks(study: Study, ex: Expansion) -> list[Task]:
         if mid not in seen:
             seen.add(mid)
             tasks.append(Task("prepare", mid, "cpu", _rel(sdir.prepared(mid)), label=f"mixture of {t.label}"))
+    bases = {m.name: base_id(study, m) for m in study.recipe.models if m.pretrain is not None}
+    used = {t.model for t in ex.trials} | {b.model for b in ex.baselines}
+    for m in study.recipe.models:
+        if m.name in bases and m.name in used:
+            tasks.append(Task("base", bases[m.name], _layout_group(m, m.nodes, m.tp * m.pp * m.dp),
+                              _rel(sdir.base_summary(bases[m.name])), label=f"base/{m.name}"))
     for t in ex.trials:
         m = study.model(t.model)
+        needs = (bases[t.model],) if t.model in bases else ()
         tasks.append(Task("train", t.id, _train_group(m, t), _rel(sdir.trial_summary(t.id)),
-                          after=mixture_id(study, t), label=t.label, owner=t.id))
+                          after=mixture_id(study, t), label=t.label, owner=t.id, needs=needs))
     groups = {m.name: eval_group(eval_gpus(study, m.name), resolve_engine(study.recipe.evaluation.engine, m.device))
               for m in study.recipe.models}
     for e in ex.eval_tasks:
         owner = ex.owner(e.trial)
         group = groups[owner.model]
+        is_base = owner.source == BASE_SOURCE
         tasks.append(Task("eval", e.id, group, _rel(sdir.eval_shard(e)),
-                          after=e.trial if owner.source != BASE_SOURCE else "",
+                          after=e.trial if not is_base else "",
                           label=f"{e.trial}/{e.checkpoint}/{e.eval_set}#{e.shard}", owner=e.trial,
-                          checkpoint=e.checkpoint))
+                          checkpoint=e.checkpoint,
+                          needs=(bases[owner.model],) if is_base and owner.model in bases else ()))
     aid = "a" + digest(sorted(e.id for e in ex.eval_tasks), 15)
     tasks.append(Task("aggregate", aid, "cpu", _rel(sdir.report_html), label="aggregate"))
     return tasks
@@ -145,5 +161,15 @@ def _rel(path: Path) -> str:
 
 
 def _train_group(m, t) -> str:
-    gpn = t.gpus // t.nodes if t.gpus else 0
-    return f"{t.nodes}n{gpn}g" if m.device == "cuda" else f"{t.nodes}n{(t.tp * t.pp * t.dp) // t.nodes}cpu"
+    return _layout_group(m, t.nodes, t.tp * t.pp * t.dp)
+
+
+def _layout_group(m, nodes: int, ranks: int) -> str:
+    """`<nodes>n<gpus per node>g` on CUDA, `<nodes>n<ranks per node>cpu` on the CPU."""
+    return f"{nodes}n{ranks // nodes}g" if m.device == "cuda" else f"{nodes}n{ranks // nodes}cpu"
+
+
+def group_ranks(group: str) -> int:
+    """Ranks of one element of a train or base group (`<nodes>n<per node>g|cpu`)."""
+    nodes, rest = group.split("n", 1)
+    return int(nodes) * int(rest.rstrip("gcpu"))

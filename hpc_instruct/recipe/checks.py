@@ -14,9 +14,12 @@ from hpc_instruct.errors import Problem
 from hpc_instruct.recipe.data_facts import DataFacts
 from hpc_instruct.recipe.schema import Recipe
 from hpc_instruct.recipe.source import KeyPath, Tree, format_path
-from hpc_instruct.train.config import ModelConfig
+from hpc_instruct.train.config import ModelConfig, PretrainConfig
 from hpc_instruct.train.presets import PRESETS, ModelShape, preset
 
+# The corpus the demo generator writes (`hpc_instruct.data.demo.study.PRETRAIN_FILE`, not imported: planning stays
+# light; a test keeps the two equal).
+PRETRAIN_FILE = PretrainConfig.__dataclass_fields__["corpus"].default
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -52,7 +55,35 @@ class Checker:
             if shape is not None:
                 shapes[m.name] = shape
                 self.layout(m, shape, at)
+            if m.pretrain is not None:
+                self.pretrain(m, at + ("pretrain",))
         return shapes
+
+    def pretrain(self, m: ModelConfig, at: KeyPath) -> None:
+        """A pretrained base is for size presets, with whole batches, on a corpus that is there (when its data
+        root is: a generated study writes only the demo corpus, when it generates its data)."""
+        p, d = m.pretrain, self.recipe.data
+        assert p is not None
+        if m.path:
+            self.problem(at, f"model {m.name!r} starts from the weights at path {m.path!r}: pretrain is for size "
+                         "presets only", "remove pretrain, or replace path with size: <preset>")
+        micro, batch = p.micro_batch or m.micro_batch, p.global_batch or m.global_batch
+        if batch % (micro * m.dp):
+            self.problem(at + ("global_batch",), f"global_batch={batch} must be a multiple of micro_batch*dp = "
+                         f"{micro}*{m.dp}", f"e.g. {micro * m.dp * -(-batch // (micro * m.dp))}")
+        corpus = Path(p.corpus)
+        if corpus.is_absolute():
+            if not corpus.is_file():
+                self.problem(at + ("corpus",), f"pretraining corpus {corpus} not found",
+                             "a JSON-lines file with one {\"text\": ...} per line")
+        elif d.generate is not None:
+            generated = Path(self.recipe.study.output_root) / self.recipe.study.name / "data"
+            if corpus != Path(PRETRAIN_FILE) and not (generated / corpus).is_file():
+                self.problem(at + ("corpus",), f"the generated data has no {p.corpus!r}",
+                             f"use {PRETRAIN_FILE!r} (the demo corpus) or an absolute path")
+        elif d.root and Path(d.root).is_dir() and not (Path(d.root) / corpus).is_file():
+            self.problem(at + ("corpus",), f"pretraining corpus {p.corpus!r} not found under data.root {d.root}",
+                         "a path relative to data.root, or an absolute path")
 
     def shape(self, m: ModelConfig, at: KeyPath) -> ModelShape | None:
         if m.path and (Path(m.path) / "config.json").is_file():

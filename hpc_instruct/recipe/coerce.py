@@ -207,6 +207,7 @@ class Builder:
         if close:
             return f"did you mean {close[0]!r}?"
         homes = [s for s in _key_homes(self.root_cls).get(key, ()) if s != format_path(path)]
+        homes.sort(key=lambda s: s.count("."))  # the shallowest section first: 'training', not 'models.pretrain'
         if homes:
             return f"{key!r} belongs under {homes[0]!r}"
         return "valid keys: " + ", ".join(valid)

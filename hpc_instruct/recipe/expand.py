@@ -38,7 +38,8 @@ def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with
     data_pin = facts.fingerprint
     train_digest = digest(identity(recipe.training))
     models = {m.name: m for m in recipe.models}
-    model_digest = {m.name: digest([identity(m), identity(shapes[m.name]), TRAIN_CODE_VERSION]) for m in recipe.models}
+    model_digest = {m.name: digest([model_identity(m), identity(shapes[m.name]), TRAIN_CODE_VERSION])
+                    for m in recipe.models}
     trials: list[Trial] = []
     index: dict[str, int] = {}
     for source, name, model, request, seeds in _requests(recipe):
@@ -59,6 +60,15 @@ def expand(recipe: Recipe, shapes: dict[str, ModelShape], facts: DataFacts, with
     tasks = (_eval_tasks(recipe.evaluation, trials, baselines, facts, recipe.data.abilities, engines)
              if with_eval else ())
     return Expansion(tuple(trials), baselines, tasks)
+
+
+def model_identity(m: ModelConfig) -> dict[str, Any]:
+    """A model's hashed fields. `pretrain` counts only when set (a pretrained base changes every trial and the
+    base checkpoint), so the ids of studies written before it existed stay as they were."""
+    fields = identity(m)
+    if m.pretrain is None:
+        fields.pop("pretrain", None)
+    return fields
 
 
 def _requests(recipe: Recipe):

@@ -23,6 +23,7 @@ from typing import Any
 from hpc_instruct.atomic import write_marker
 from hpc_instruct.expansion import EvalTask, Expansion, Owner, canonical_json
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.stages.base import base_id
 from hpc_instruct.stages.context import TaskContext
 from hpc_instruct.stages.study_data import TEMPLATE_KINDS, data_root, ensure_tokenizer
 from hpc_instruct.study_dir import BASE, SELECTED, StudyDir, parse_epoch
@@ -146,13 +147,15 @@ def resolve_checkpoint(ctx: EvalContext):
 
 
 def base_checkpoint(study: Study, sdir: StudyDir, model_name: str):
-    """The untrained model `model_name`: its weights folder or .gguf file, or the seeded init of a size preset
-    (seed = the sweep's first seed) with the study tokenizer, which base shards train themselves if needed
+    """The untrained model `model_name`: its weights folder or .gguf file, its pretrained base export (a preset
+    with `pretrain`), or the seeded init of a size preset (seed = the sweep's first seed) with the study tokenizer, which base shards train themselves if needed
     (they do not wait for the prepare stage)."""
     from hpc_instruct.evaluate.checkpoints import Checkpoint
 
     m = study.model(model_name)
     seed = study.recipe.sweep.seeds[0] if study.recipe.sweep.seeds else 0
+    if m.pretrain is not None:
+        return pretrained_base_checkpoint(sdir, base_id(study, m), m.name)
     tokenizer = ensure_tokenizer(study, sdir, m)
     if m.path:
         path = Path(m.path)
@@ -161,6 +164,20 @@ def base_checkpoint(study: Study, sdir: StudyDir, model_name: str):
             tokenizer = str(path)
         return Checkpoint(BASE, 0, 0, "", kind, str(path), tokenizer, seed)
     return Checkpoint(BASE, 0, 0, "", "preset", "", tokenizer, seed)
+
+
+def pretrained_base_checkpoint(sdir: StudyDir, bid: str, model_name: str):
+    """A preset's pretrained base (`models[].pretrain`): the base stage's export, once its task is done."""
+    from hpc_instruct.atomic import is_done
+    from hpc_instruct.evaluate.checkpoints import Checkpoint, CheckpointUnavailable
+    from hpc_instruct.train.export_check import export_problem
+
+    folder = sdir.base_export(bid)
+    if not is_done(folder, bid) or export_problem(folder):
+        raise CheckpointUnavailable(f"model {model_name!r} is pretrained by base task {bid}, whose export {folder} "
+                                    "is not complete (base task not finished?)")
+    # epoch and step 0: the zero point of the study's fine-tuning (base.json records the pretraining steps)
+    return Checkpoint(BASE, 0, 0, "", "export", str(folder), str(folder))
 
 
 def _row(ctx: EvalContext, ckpt, eval_set, loaded, item, e) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from hpc_instruct.expansion import Trial
 from hpc_instruct.hashing import TRAIN_CODE_VERSION
 from hpc_instruct.recipe.study import Study
+from hpc_instruct.stages.base import base_id
 from hpc_instruct.stages.context import TaskContext
 from hpc_instruct.stages.prepare import read_prepared
 from hpc_instruct.study_dir import StudyDir
@@ -41,7 +42,7 @@ def context(base: TaskContext) -> TrainContext:
 
 def job(ctx: TrainContext):
     """The trial's `TrainJob`: the recipe's model and training settings, the trial's seed, epochs and export
-    epochs fixed at plan time, and the prepared mixture."""
+    epochs fixed at plan time, the prepared mixture, and the pretrained base export when the model has one."""
     from hpc_instruct.train.job import TrainJob
 
     trial, recipe = ctx.trial, ctx.study.recipe
@@ -62,6 +63,7 @@ def job(ctx: TrainContext):
         root=ctx.sdir.root,
         gpu_peak_tflops=recipe.execution.gpu_spec().peak_tflops(recipe.training.precision),
         planned_steps=trial.steps,
+        init_from=ctx.sdir.base_export(base_id(ctx.study, model)) if model.pretrain else None,
     )
 
 

@@ -12,6 +12,23 @@ from hpc_instruct.config_fields import required, spec
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """Pretrain a size-preset model once on a plain-text corpus (every token trained, no chat template): the
+    study's base model, which every trial of that model starts from and `evaluation.include_base` evaluates.
+
+    The learning rate warms up over `warmup_steps`, then follows a cosine to a tenth of `lr` at `steps`.
+    """
+
+    steps: int = required(lo=1, help="optimizer steps of pretraining (exactly this many)")
+    lr: float = spec(3e-3, gt=0, help="peak learning rate")
+    warmup_steps: int = spec(10, lo=0)
+    corpus: str = spec("pretrain/corpus.jsonl",
+                       help="JSON lines with a 'text' per document; relative to the study's data root, or absolute")
+    micro_batch: int | None = spec(None, lo=1, identity=False, help="default: the model's micro_batch")
+    global_batch: int | None = spec(None, lo=1, help="sequences per optimizer step; default: the model's global_batch")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One base model and how a trial of it is laid out on the cluster."""
 
@@ -32,6 +49,8 @@ class ModelConfig:
     distributed_optimizer: bool = spec(True, identity=False)
     micro_batch: int = spec(1, lo=1, identity=False, help="sequences per GPU per forward pass")
     global_batch: int = spec(64, lo=1, help="sequences per optimizer step")
+    pretrain: PretrainConfig | None = spec(None, help="size presets: pretrain a base model on a plain-text corpus "
+                                                      "once, and start every trial of this model from it")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from hpc_instruct.study_dir import StudyDir
 from hpc_instruct.train.config import ModelConfig, TrainingConfig
@@ -30,6 +31,11 @@ class TrainJob:
         packed: the prepared mixture's packed rows; tokenizer / template: what the prepare stage used.
         root: the study directory the outputs go to (trials/<id>/...).
         gpu_peak_tflops: fallback peak per GPU for MFU when the GPU's name is not in the table.
+        init_from: an HF folder to start from instead of the preset's seeded init (a pretrained base export;
+            the shape stays the preset's with the tokenizer's vocabulary).
+        max_steps: train exactly this many optimizer steps instead of `epochs` epochs, and export once, at the
+            end, to `export_dir(0)` (pretraining a base model).
+        kind: "trial" (outputs under trials/<id>/) or "base" (a pretrained base model, under bases/<id>/).
     """
 
     trial_id: str
@@ -46,6 +52,9 @@ class TrainJob:
     root: Path
     gpu_peak_tflops: float | None = None
     planned_steps: int = 0
+    init_from: Path | None = None
+    max_steps: int | None = None
+    kind: Literal["trial", "base"] = "trial"
 
     @property
     def study_dir(self) -> StudyDir:
@@ -53,17 +62,25 @@ class TrainJob:
 
     @property
     def trial_dir(self) -> Path:
+        if self.kind == "base":
+            return self.study_dir.base(self.trial_id)
         return self.study_dir.trial(self.trial_id)
 
     @property
     def checkpoints_dir(self) -> Path:
+        if self.kind == "base":
+            return self.study_dir.base_checkpoints(self.trial_id)
         return self.study_dir.checkpoints(self.trial_id)
 
     def export_dir(self, epoch: int) -> Path:
+        if self.kind == "base":
+            return self.study_dir.base_export(self.trial_id)
         return self.study_dir.export(self.trial_id, epoch)
 
     @property
     def log_path(self) -> Path:
+        if self.kind == "base":
+            return self.study_dir.base_step_log(self.trial_id)
         return self.study_dir.step_log(self.trial_id)
 
     @property

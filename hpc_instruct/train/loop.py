@@ -140,7 +140,7 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
     rows = load_rows(job.packed, job.training.packing)
     plan = BatchPlan(job.model.global_batch, job.model.micro_batch, job.model.dp)
     steps_per_epoch = plan.steps_per_epoch(len(rows))
-    total = steps_per_epoch * job.epochs
+    total = job.max_steps or steps_per_epoch * job.epochs  # pretraining a base: a fixed step count
     schedule = LRSchedule.from_config(job.training, total)
     settings = BackendSettings.from_recipe(job.model, job.training, plan.accumulation, job.seed)
     if total < job.training.min_steps and rank0:
@@ -163,7 +163,7 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
 
     from hpc_instruct.train.weights import initial_weights
 
-    backend = build_backend(settings, shape, initial_weights(shape, job.seed, job.model.path))
+    backend = build_backend(settings, shape, initial_weights(shape, job.seed, job.init_from or job.model.path))
     # Pipeline stages exchange fixed shapes: one width per step there, one per micro-batch elsewhere.
     data = StepData(rows, plan, job.seed, tokenizer.pad_token_id, backend.pad_multiple, job.model.pp > 1)
     fresh = TrainerState(
@@ -263,7 +263,7 @@ def train(job: TrainJob, hooks: TrainHooks = TrainHooks()) -> TrainResult:
             if hooks.after_step is not None:
                 hooks.after_step(done, stats)
             epoch, epoch_end = divmod(done, steps_per_epoch)[0], done % steps_per_epoch == 0
-            if epoch_end and epoch in job.export_epochs:
+            if (epoch_end and epoch in job.export_epochs) or (job.max_steps and done == total):
                 folder = export_epoch(
                     backend, tokenizer, job.export_dir(epoch), job.trial_id, epoch, done, job.template
                 )
