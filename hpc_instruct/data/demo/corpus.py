@@ -1,10 +1,12 @@
-"""A "pretraining" corpus for the demo world: its facts as plain sentences, with no instructions.
+"""A "pretraining" corpus for the demo world: its facts and everyday stories as plain text, with no instructions.
 
 DoIT tunes base models that already know a lot; instruction data mostly teaches them to answer. A tiny model
-pretrained on this corpus (optional, `pretrain/corpus.jsonl`, one `{"text": ...}` document per line, outside
-the DoIT layout) plays that role: it knows the organisms, the dynasties, the measure words, the personas, the
-deeds, sums and products, but has never seen a question. Skills that need practice (ordering puzzles, dialogue
-reading, code from descriptions, answering by letter) are left out.
+pretrained on this corpus (`pretrain/corpus.jsonl`, one `{"text": ...}` document per line, outside the DoIT
+layout; the `pretrain` field of a model in the recipe) plays that role: it knows the organisms, the dynasties,
+the measure words, the personas, the deeds, sums and products, and has read short everyday stories (two people
+making a plan, people compared by height, sums told as stories), but has never seen a question, an option list
+or a letter answer. So instruction tuning teaches the answering, and what one ability's data teaches about
+reading or comparing can carry over to another (the transfer the study measures).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from hpc_instruct.data.demo.knowledge import (
     Dynasty,
     organism_facts,
 )
-from hpc_instruct.data.demo.lexicon import PEOPLE, numeral
+from hpc_instruct.data.demo.lexicon import GOODS, PEOPLE, PLACES, TIMES, TRANSPORT, numeral
+
+STORIES = 1200  # everyday stories in the corpus, next to the ~200 fact sentences
+_HEIGHTS = (("高", "矮", "最高"), ("大", "小", "年纪最大"), ("跑得快", "跑得慢", "跑得最快"), ("重", "轻", "最重"))
+_THINGS = ("苹果", "梨", "桃子", "橘子", "饼干", "鸡蛋", "包子", "西瓜")
 
 
 def corpus_lines(table: tuple[Dynasty, ...], seed: int) -> list[str]:
@@ -55,7 +61,43 @@ def corpus_lines(table: tuple[Dynasty, ...], seed: int) -> list[str]:
     return lines
 
 
-def corpus_documents(table: tuple[Dynasty, ...], seed: int) -> list[str]:
-    """The pretraining documents: the shuffled fact sentences in groups of eight."""
+def story(rng: random.Random) -> str:
+    """One everyday story: a plan made in a dialogue, people compared, a sum told as a story, or a lettered list
+    and where something is on it (how lists work, never a question or an answer to one)."""
+    kind = rng.randrange(4)
+    if kind == 3:
+        group = rng.choice((PLACES, TIMES, GOODS, PEOPLE, _THINGS))
+        items = rng.sample(group, 4)
+        pick = rng.randrange(4)
+        lines = "\n".join(f"{'ABCD'[i]}. {x}" for i, x in enumerate(items))
+        return f"{lines}\n{items[pick]}是{'ABCD'[pick]}。"
+    if kind == 0:
+        a, b = rng.sample(("男", "女"), 2)
+        place, time, how, thing = rng.choice(PLACES), rng.choice(TIMES), rng.choice(TRANSPORT), rng.choice(GOODS)
+        return (f"{a}：明天我们去{place}吧。\n{b}：好啊，几点去？\n{a}：{time}，我们{how}去。\n"
+                f"{b}：好的，我再买点{thing}带上。\n他们明天{time}{how}去{place}，{b}带了{thing}。")
+    if kind == 1:
+        up, down, top = rng.choice(_HEIGHTS)
+        ranked = rng.sample(PEOPLE, rng.choice((3, 4)))
+        facts = [f"{hi}比{lo}{up}" if rng.random() < 0.5 else f"{lo}比{hi}{down}"
+                 for hi, lo in zip(ranked, ranked[1:], strict=False)]
+        rng.shuffle(facts)
+        return "，".join(facts) + f"。所以{ranked[0]}{top}，{ranked[-1]}排在最后。"
+    p, t = rng.choice(PEOPLE), rng.choice(_THINGS)
+    a, b = rng.randint(1, 20), rng.randint(1, 20)
+    if rng.random() < 0.5:
+        return f"{p}有{a}个{t}，又买了{b}个，现在有{a + b}个{t}。{a}+{b}={a + b}。"
+    a, b = max(a, b) + 1, min(a, b)
+    return f"{p}有{a}个{t}，吃掉了{b}个，还剩{a - b}个{t}。{a}-{b}={a - b}。"
+
+
+def corpus_documents(table: tuple[Dynasty, ...], seed: int, stories: int = STORIES) -> list[str]:
+    """The pretraining documents: the shuffled fact sentences in groups of eight, one per line, and `stories`
+    everyday stories in groups of four, shuffled together."""
     facts = corpus_lines(table, seed)
-    return ["".join(facts[i:i + 8]) for i in range(0, len(facts), 8)]
+    docs = ["\n".join(facts[i:i + 8]) for i in range(0, len(facts), 8)]
+    rng = random.Random(f"demo-stories:{seed}")
+    tales = [story(rng) for _ in range(stories)]
+    docs += ["\n".join(tales[i:i + 4]) for i in range(0, len(tales), 4)]
+    rng.shuffle(docs)
+    return docs

@@ -63,14 +63,14 @@ def make_biology() -> Generator:
 
 
 def make_history(table: tuple[Dynasty, ...]) -> Generator:
-    """Recall of a seeded table of invented dynasties: multiple choice or true/false (50/50)."""
+    """Recall of a seeded table of invented dynasties: multiple choice (70%) or true/false (30%)."""
     capitals = [d.capital for d in table]
     founders = [d.founder for d in table]
     names = [d.name for d in table]
 
     def gen(rng: random.Random) -> Item:
         d = rng.choice(table)
-        if rng.random() < 0.5:
+        if rng.random() < 0.7:
             kind = rng.randrange(4)
             if kind == 0:
                 question = rng.choice(("{n}的都城是哪里？", "{n}把都城建在哪里？")).format(n=d.name)
