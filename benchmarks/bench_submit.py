@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = (
     "execution.executor=slurm", "models=[{name: tiny, size: tiny, device: cpu, micro_batch: 8, global_batch: 8}]",
     f"sweep.curated.samples_per_ability=[{','.join(str(n) for n in range(1, 102))}]", "sweep.synthetic=null",
+    "sweep.single_ability=null", "sweep.mixes=[]", "sweep.held_out=null", "evaluation.out_of_domain=[]",
     "sweep.seeds=[0,1,2,3,4,5,6,7,8]", "evaluation.splits=[valid]", "evaluation.checkpoints=last",
     "evaluation.include_base=false", "data.generate.pool_size=110",
     "data.abilities=[biology,history,code,creative_writing,chinese,understanding,role_play,math,ethics]",

@@ -45,6 +45,7 @@ def gather(cfg: DataConfig, out_of_domain: tuple[str, ...], study_dir: Path) -> 
     if cfg.generate is not None:
         g = cfg.generate
         tokens = {a: cfg.mean_tokens.get(a, cfg.mean_tokens.get("default", DEMO_MEAN_TOKENS)) for a in abilities}
+        tokens["synthetic"] = cfg.mean_tokens.get("synthetic", cfg.mean_tokens.get("default", DEMO_MEAN_TOKENS))
         return DataFacts(
             pool_sizes={a: g.pool_size for a in abilities},
             synthetic_size=g.synthetic_size,
@@ -55,6 +56,8 @@ def gather(cfg: DataConfig, out_of_domain: tuple[str, ...], study_dir: Path) -> 
             source=f"generated into {study_dir / 'data'} (seed {g.seed}, {g.pool_size} per ability)",
         )
     tokens = {a: cfg.mean_tokens.get(a, cfg.mean_tokens.get("default", _registry_tokens(a))) for a in abilities}
+    if "synthetic" in cfg.mean_tokens:  # else the plan assumes 400 (DoIT's GPT-4 answers are long)
+        tokens["synthetic"] = cfg.mean_tokens["synthetic"]
     root = Path(cfg.root) if cfg.root else None
     if root is not None and root.is_dir():
         return _from_files(cfg, root, out_of_domain, tokens)

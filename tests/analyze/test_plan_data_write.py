@@ -26,6 +26,10 @@ SMALL = (
     "sweep.synthetic=null",
     "training.min_steps=60",
     "evaluation.splits=[test]",
+    "sweep.single_ability=null",
+    "sweep.mixes=[]",
+    "sweep.held_out=null",
+    "evaluation.out_of_domain=[]",
 )
 
 

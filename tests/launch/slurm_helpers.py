@@ -19,7 +19,9 @@ DEMO = ROOT / "recipes" / "demo.yaml"
 SMALL = ("execution.executor=slurm", "sweep.curated.samples_per_ability=[4,16]", "sweep.synthetic.total_samples=[40]",
          "models=[{name: tiny, size: tiny, device: cpu, micro_batch: 8, global_batch: 8}]",
          "data.generate.pool_size=32", "data.generate.synthetic_size=64", "training.min_steps=4",
-         "training.epochs=2", "evaluation.items_per_shard=100", "evaluation.splits=[valid]")
+         "training.epochs=2", "evaluation.items_per_shard=100", "evaluation.splits=[valid]",
+         "sweep.seeds=[0]", "sweep.synthetic.models=null", "sweep.synthetic.seeds=null", "sweep.single_ability=null",
+         "sweep.mixes=[]", "sweep.held_out=null", "evaluation.out_of_domain=[]")
 
 
 def wait_for(study_dir: Path, timeout_s: float = 900) -> dict:

@@ -143,3 +143,14 @@ def test_an_arm_with_its_own_seeds_runs_only_those(write_recipe):
     wider = load_study(path, ("sweep.synthetic.seeds=[0,5]",)).expand()
     assert ({t.id for t in ex.trials if t.source == "synthetic"}
             < {t.id for t in wider.trials if t.source == "synthetic"})
+
+
+def test_the_synthetic_mean_length_plans_the_synthetic_epochs(write_recipe):
+    """`data.mean_tokens.synthetic` reaches the plan (it was dropped for generated data, so a packed synthetic
+    trial planned 8x the rows it has and got far fewer steps than `training.min_steps`)."""
+    path = write_recipe()
+    short = load_study(path, ("data.mean_tokens={synthetic: 30}", "training.min_steps=40")).expand()
+    long = load_study(path, ("data.mean_tokens={synthetic: 240}", "training.min_steps=40")).expand()
+    (s,) = [t for t in short.trials if t.source == "synthetic" and t.seed == 0]
+    (lg,) = [t for t in long.trials if t.source == "synthetic" and t.seed == 0]
+    assert s.steps >= 40 and s.epochs > lg.epochs

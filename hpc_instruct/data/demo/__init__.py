@@ -15,20 +15,23 @@ All text is produced by this package from small word lists (a few hundred distin
 mostly 20-120 tokens), deterministic by seed on any platform (`random.Random` seeded by strings).
 
 The tasks, the DoIT format each keeps, and the pace each is meant to have when a tiny model (2-4 layers,
-hidden 64-128, BPE vocab ~1000) is tuned from scratch for minutes on 2 CPU cores:
+hidden 32-128, BPE vocab ~1000), pretrained on `pretrain/corpus.jsonl`, is tuned for a minute on 2 CPU cores.
+Multiple-choice options come in a fixed order per question (an exam's standing answer sheet), so the letter
+follows from the fact: matching shuffled options to an answer is a skill tiny models learn far too slowly for
+any growth to show.
 
 | ability | format (as in DoIT) | task | intended pace |
 |---|---|---|---|
-| ethics | multi-select A-D, `答案：AC` | pick the right (or the wrong) deeds among four; 24 fixed deeds | fast: a keyword lookup |
+| ethics | multi-select A-D, `答案：AC` | pick the right (or the wrong) deeds on one of six fixed sheets of four deeds, behind a varying scene | fast: recall a sheet's answer |
 | role_play | rank 3, multi-turn | persona chat: end every reply with the persona's word (喵, 汪...) and keep its facts | fast: copy the ending from the context |
 | creative_writing | rank 3 | n-line poem on a theme, each line ending in a given character | fast-moderate: copy the ending, theme words |
-| biology | MC letter | invented organisms 红角鱼: habitat from the class character, food from the body character | moderate: two small rules + pick the letter |
-| understanding | MC letter, multi-turn, 3/4 options | read a short 男/女 dialogue, answer two questions (one confusable value in the text) | moderate: locate and match |
+| biology | MC letter (four fixed options) | invented organisms 红角鱼: habitat from the class character, food from the body character; options are the property's four values in a fixed order | moderate: two small rules |
+| understanding | MC letter, multi-turn, options = the question's category in a fixed order | read a short 男/女 dialogue, answer two questions (one confusable value in the text) | moderate: locate and match |
 | chinese | MC + single-blank cloze | measure words (一___猫 -> 只) and antonyms | moderate: ~45 noun-classifier pairs to see |
-| history | MC + true/false 正确/错误 | a seeded table of 16 invented dynasties (capital, founder, order) | slow: pure recall, grows with coverage; order comparisons are hardest |
+| history | MC (70%, options fixed per question) + true/false 正确/错误 | a seeded table of 16 invented dynasties (capital, founder, order) | slow: pure recall, grows with coverage; order comparisons are hardest |
 | code | rank 3 | Chinese description -> 4-line function; distractors change one operator, constant, order or branch | slow: numerals and operator words to symbols |
 | math | CoT + `\\boxed{}` + `answer` | one- and two-step word problems with small numbers | slow: exact arithmetic through generation |
-| reasoning | MC letter | order 3-4 people from shuffled comparisons, ask top/bottom/middle | barely moves: multi-step inference |
+| reasoning | MC letter, options = a fixed cast of four | order 3-4 of them from pairwise comparisons (half in chain order, half shuffled), ask top/bottom/middle | slow: multi-step inference, needs the larger model |
 
 Valid/test items are drawn from the same distribution as the pool but with prompts that occur in no pool,
 so scores measure generalisation, not recall of a seen prompt. The synthetic pool is broader and noisier

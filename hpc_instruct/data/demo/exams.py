@@ -26,6 +26,7 @@ from hpc_instruct.data.demo.knowledge import (
 from hpc_instruct.data.demo.lexicon import (
     LETTERS,
     PEOPLE,
+    PLACES,
     Item,
     fixed_mc_item,
     keyed_options,
@@ -130,17 +131,39 @@ def make_chinese() -> Generator:
     return gen
 
 
+_DEED_SHEETS = 6  # the 24 deeds on six fixed answer sheets of four (two right, two wrong, in a fixed order)
+
+
+def deed_sheets() -> tuple[tuple[str, ...], ...]:
+    """Six sheets of four deeds, each two right and two wrong in a fixed shuffled order (a standing question
+    bank): which letters are right on a sheet is a fact to recall, as a pupil recalls a familiar worksheet."""
+    rng = random.Random("demo-ethics-sheets")
+    good, bad = list(GOOD_DEEDS), list(BAD_DEEDS)
+    rng.shuffle(good)
+    rng.shuffle(bad)
+    sheets = []
+    for i in range(_DEED_SHEETS):
+        sheet = good[2 * i:2 * i + 2] + bad[2 * i:2 * i + 2]
+        rng.shuffle(sheet)
+        sheets.append(tuple(sheet))
+    return tuple(sheets)
+
+
+_ETHICS_SCENES = ("{p}在{place}看到大家这样做：", "{p}说起在{place}见到的事：", "在{place}，{p}看到：")
+
+
 def make_ethics() -> Generator:
-    """Multi-select over four deeds: pick the right ones (or the wrong ones); 1-3 correct letters."""
+    """Multi-select over one of six fixed sheets of four deeds: pick the right ones (or the wrong ones); the
+    scene before the sheet varies, the sheet and its answer do not."""
+    sheets = deed_sheets()
 
     def gen(rng: random.Random) -> Item:
         ask_good = rng.random() < 0.5
-        k = rng.randint(1, 3)
-        wanted, unwanted = (GOOD_DEEDS, BAD_DEEDS) if ask_good else (BAD_DEEDS, GOOD_DEEDS)
-        options = rng.sample(wanted, k) + rng.sample(unwanted, 4 - k)
-        rng.shuffle(options)
+        options = rng.choice(sheets)
+        wanted = GOOD_DEEDS if ask_good else BAD_DEEDS
         letters = "".join(LETTERS[i] for i, o in enumerate(options) if o in wanted)
-        question = "下面哪些做法是对的？" if ask_good else "下面哪些做法是不对的？"
-        return qa(rng.choice(("", "多选题：")) + question + options_block(options), letters)
+        scene = rng.choice(_ETHICS_SCENES).format(p=rng.choice(PEOPLE), place=rng.choice(PLACES))
+        question = "其中哪些做法是对的？" if ask_good else "其中哪些做法是不对的？"
+        return qa(rng.choice(("", "多选题：")) + scene + question + options_block(options), letters)
 
     return gen

@@ -33,7 +33,8 @@ def make_reasoning():
         facts = []
         for hi, lo in zip(ranked, ranked[1:], strict=False):
             facts.append(f"{hi}比{lo}{up}" if rng.random() < 0.5 else f"{lo}比{hi}{down}")
-        rng.shuffle(facts)
+        if rng.random() < 0.5:  # half the puzzles state the chain in order, half shuffled (harder)
+            rng.shuffle(facts)
         kinds = [(top_q, ranked[0]), (bottom_q, ranked[-1])] + ([(middle_q, ranked[1])] if n == 3 else [])
         question, answer = rng.choice(kinds)
         return fixed_mc_item("，".join(facts) + "。" + question, answer, _CAST)

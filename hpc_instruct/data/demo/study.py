@@ -38,7 +38,7 @@ INTENDED_PACE = {
     "ethics": "fast", "role_play": "fast", "creative_writing": "fast",
     "biology": "moderate", "understanding": "moderate", "chinese": "moderate",
     "history": "slow", "code": "slow", "math": "slow",
-    "reasoning": "flat",
+    "reasoning": "slow",
 }
 
 
