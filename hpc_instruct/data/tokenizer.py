@@ -153,11 +153,17 @@ def build_builtin_tokenizer(
         texts: extra training texts (e.g. the study's demo data), appended to `BUILTIN_CORPUS`.
         vocab_size: the target size; a small corpus may stop earlier (merges need a pair seen twice).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     corpus = _training_texts(texts)
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Every Chinese character is its own piece before BPE (merges join its UTF-8 bytes, never two characters),
+    # as Chinese LLaMA-style vocabularies mostly do: merged phrases (小明比小红, 红鳞) would make every name pair
+    # or organism a token of its own, which a small corpus cannot teach compositionally.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\p{Han}"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
