@@ -156,8 +156,9 @@ def test_cli_writes_a_study(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
 
 
-def test_pretraining_corpus_states_facts_without_instructions(demo_root):
+def test_pretraining_corpus_states_facts_and_stories_without_instructions(demo_root):
     docs = [json.loads(x)["text"] for x in (demo_root / "pretrain" / "corpus.jsonl").read_text().splitlines()]
     facts = "".join(docs)
     assert "红角鱼是红色的鱼类动物，住在水里，爱吃草叶。" in facts and "7×8=56" in facts
-    assert "答案：" not in facts and "\nA. " not in facts  # facts only: no questions, no options
+    assert "答案：" not in facts and "问题：" not in facts  # no question, no answer cue: never an instruction
+    assert "所以" in facts and "\nA. " in facts  # everyday stories: conclusions drawn, lettered lists read
