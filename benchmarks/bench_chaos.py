@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/bench_chaos.py --seed 1 --injections 8
     .venv/bin/python benchmarks/bench_chaos.py --kinds kill_hpci,corrupt_shard --no-slurm
 
-A small slice of recipes/demo.yaml (2 trials, 30 eval shards, ~40 s alone on 2 cores) is first run once without
-interruption: its results/scores.parquet (value columns, not provenance) and every trial's final loss are the
-baseline. Then, for each injection, drawn from the seed (kind and moment): a fresh study is started and hurt at a
-random moment, and recovered only with the documented commands (`hpci run`, `hpci resubmit`, `hpci aggregate`).
+The study is benchmarks/chaos.yaml, its own recipe, so that changes to recipes/demo.yaml never change these figures
+(2 trials, 30 eval shards, ~40 s alone on 2 cores). It is first run once without interruption: its
+results/scores.parquet (value columns, not provenance) and every trial's final loss are the baseline. Then, for each
+injection (kind and moment drawn from the seed; kinds are dealt from a shuffled deck refilled when empty, so each
+block of len(kinds) injections holds every kind once): a fresh study is started and hurt at a random moment, and
+recovered only with the documented commands (`hpci run`, `hpci resubmit`, `hpci aggregate`).
 Kinds: kill_hpci (SIGKILL of `hpci run`), kill_task / term_task (SIGKILL / SIGTERM of a stage task), full_disk (a
 tmpfs study root that fills, then grows), two_runs (a second `hpci run` of the same study meanwhile),
 corrupt_shard / truncate_shard (a finished study's result shard damaged), and on the local Slurm cluster
@@ -36,13 +38,10 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "recipes" / "demo.yaml"
+RECIPE = ROOT / "benchmarks" / "chaos.yaml"
+STUDY = "chaos"  # the recipe's study.name: the study folder under each root
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 HPCI = [sys.executable, "-m", "hpc_instruct.cli"]
-SLICE = ("sweep.curated.samples_per_ability=[4,16]", "sweep.synthetic=null",
-         "models=[{name: tiny, size: tiny, device: cpu, micro_batch: 8, global_batch: 8}]",
-         "data.generate.pool_size=32", "data.generate.synthetic_size=64", "training.min_steps=4",
-         "training.epochs=2", "evaluation.items_per_shard=100", "evaluation.splits=[valid]")
 LOCAL_KINDS = ("kill_hpci", "kill_task", "term_task", "full_disk", "two_runs", "corrupt_shard", "truncate_shard")
 SLURM_KINDS = ("requeue", "usr2", "slurmd_stop")
 VALUES = ["trial_id", "label", "arm", "checkpoint", "split", "ability", "items", "items_expected", "correct",
@@ -67,7 +66,7 @@ def hpci(*args: str, timeout: float = 1800, **kw) -> subprocess.CompletedProcess
 
 
 def run_args(root: Path, executor: str = "local") -> list[str]:
-    return ["run" if executor == "local" else "submit", str(DEMO), f"study.output_root={root}", *SLICE,
+    return ["run" if executor == "local" else "submit", str(RECIPE), f"study.output_root={root}",
             f"execution.executor={executor}", *(["--quiet"] if executor == "local" else [])]
 
 
@@ -161,9 +160,9 @@ def recover_local(study_root: Path, outcome: Outcome, tries: int = 3) -> None:
             break
         if done.returncode == 0:
             break
-    agg = hpci("aggregate", str(study_root / "demo"))
+    agg = hpci("aggregate", str(study_root / STUDY))
     outcome.commands.append(f"aggregate={agg.returncode}")
-    outcome.recovered = agg.returncode == 0 and (study_root / "demo" / "results" / "scores.parquet").is_file()
+    outcome.recovered = agg.returncode == 0 and (study_root / STUDY / "results" / "scores.parquet").is_file()
     if not outcome.recovered:
         outcome.note += f" aggregate: {(agg.stdout + agg.stderr).strip()[-200:]};"
 
@@ -222,8 +221,8 @@ def inject_full_disk(rng: random.Random, root: Path, base_bytes: int, outcome: O
               f"{run} >/dev/null 2>{_q(root.parent / 'first.err')}; echo first=$?\n"
               f"mount -o remount,size=2g {_q(root)}\n"
               f"{run} >/dev/null 2>&1; echo run=$?\n"
-              f"{' '.join(_q(a) for a in [*HPCI, 'aggregate', str(root / 'demo')])} >/dev/null 2>&1; echo aggregate=$?\n"
-              f"mkdir -p {_q(kept)} && cp -a {_q(root / 'demo')} {_q(kept)}/\n")
+              f"{' '.join(_q(a) for a in [*HPCI, 'aggregate', str(root / STUDY)])} >/dev/null 2>&1; echo aggregate=$?\n"
+              f"mkdir -p {_q(kept)} && cp -a {_q(root / STUDY)} {_q(kept)}/\n")
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=ENV, capture_output=True, text=True,
                           timeout=3600)
     codes = dict(line.split("=") for line in done.stdout.split() if "=" in line)
@@ -241,18 +240,18 @@ def inject_full_disk(rng: random.Random, root: Path, base_bytes: int, outcome: O
 
 def inject_shard(kind: str, rng: random.Random, root: Path, baseline_study: Path, outcome: Outcome) -> None:
     root.mkdir(parents=True)
-    shutil.copytree(baseline_study, root / "demo", symlinks=True)
-    shards = sorted((root / "demo" / "eval").rglob("part-*.parquet"))
+    shutil.copytree(baseline_study, root / STUDY, symlinks=True)
+    shards = sorted((root / STUDY / "eval").rglob("part-*.parquet"))
     shard = rng.choice(shards)
     data = bytearray(shard.read_bytes())
     if kind == "corrupt_shard":
         offset, bit = rng.randrange(len(data)), rng.randrange(8)
         data[offset] ^= 1 << bit
-        outcome.detail = f"{shard.relative_to(root / 'demo')} bit {bit} of byte {offset}/{len(data)}"
+        outcome.detail = f"{shard.relative_to(root / STUDY)} bit {bit} of byte {offset}/{len(data)}"
     else:
         offset = rng.randrange(len(data))
         data = data[:offset]
-        outcome.detail = f"{shard.relative_to(root / 'demo')} cut at {offset}"
+        outcome.detail = f"{shard.relative_to(root / STUDY)} cut at {offset}"
     shard.write_bytes(bytes(data))
     recover_local(root, outcome)
 
@@ -265,7 +264,7 @@ def inject_slurm(kind: str, rng: random.Random, root: Path, outcome: Outcome) ->
     """Submit, wait for a running train job, hurt it, then let `hpci resubmit` and `hpci aggregate` recover."""
     done = hpci(*run_args(root, "slurm"))
     outcome.commands.append(f"submit={done.returncode}")
-    study = root / "demo"
+    study = root / STUDY
     subs = [json.loads(line) for line in (study / "state" / "submissions.jsonl").read_text().splitlines()]
     trains = [s["job_id"] for s in subs if s["stage"] == "train"]
     job, node, end = None, "", time.monotonic() + 900
@@ -308,6 +307,20 @@ def inject_slurm(kind: str, rng: random.Random, root: Path, outcome: Outcome) ->
 # ---- the run --------------------------------------------------------------------------------------------------
 
 
+def deal(kinds: list[str], n: int, seed: int) -> list[str]:
+    """`n` kinds dealt from a deck of `kinds` shuffled by `seed`, reshuffled and refilled whenever it runs out: every
+    kind comes up exactly once in each successive block of len(kinds) injections (independent draws can leave a kind
+    out of 50), and the same seed deals the same sequence. Each injection's moment comes from its own
+    random.Random(f"{seed}-{i}"), so it does not depend on the kinds before it either."""
+    rng, deck, plan = random.Random(seed), [], []
+    while len(plan) < n:
+        if not deck:
+            deck = list(kinds)
+            rng.shuffle(deck)
+        plan.append(deck.pop())
+    return plan
+
+
 def slurm_up() -> bool:
     status = ROOT / "slurm" / "local-cluster" / "status.sh"
     return shutil.which("sbatch") is not None and subprocess.run([status], capture_output=True).returncode == 0
@@ -324,13 +337,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep every study (default: only those not identical)")
     args = parser.parse_args()
     use_slurm = slurm_up() if args.slurm is None else args.slurm
+    if not use_slurm and not args.kinds:
+        print(f"note: Slurm kinds ({', '.join(SLURM_KINDS)}) left out: "
+              + ("--no-slurm" if args.slurm is False else "the local cluster is not up (slurm/local-cluster/up.sh)"),
+              flush=True)
     kinds = args.kinds.split(",") if args.kinds else [*LOCAL_KINDS, *(SLURM_KINDS if use_slurm else ())]
     unknown = set(kinds) - set(LOCAL_KINDS + SLURM_KINDS)
     if unknown:
         parser.error(f"unknown kinds {sorted(unknown)}; valid: {', '.join(LOCAL_KINDS + SLURM_KINDS)}")
-    rng = random.Random(args.seed)
-    plan = [kinds[i % len(kinds)] for i in range(args.injections)]
-    rng.shuffle(plan)
+    plan = deal(kinds, args.injections, args.seed)
     work = args.work or Path(tempfile.mkdtemp(prefix="hpci-chaos-", dir="/var/tmp"))
     work.mkdir(parents=True, exist_ok=True)
 
@@ -339,7 +354,7 @@ def main() -> None:
     base_s = time.perf_counter() - t0
     if base.returncode != 0:
         sys.exit(f"the uninterrupted run failed (exit {base.returncode}): {base.stderr[-500:]}")
-    baseline_study = work / "baseline" / "demo"
+    baseline_study = work / "baseline" / STUDY
     baseline = results(baseline_study)
     base_bytes = sum(p.stat().st_size for p in baseline_study.rglob("*") if p.is_file())
     print(f"baseline: uninterrupted run {base_s:.0f} s, {len(baseline[0])} score rows, {len(baseline[1])} trials, "
@@ -351,13 +366,13 @@ def main() -> None:
         root = work / f"{i:03d}-{kind}" / "root"
         root.mkdir(parents=True, exist_ok=True)
         outcome, start = Outcome(kind), time.perf_counter()
-        study = root / "demo"
+        study = root / STUDY
         if kind in ("kill_hpci", "kill_task", "term_task"):
             inject_kill(kind, case_rng, root, base_s, outcome)
         elif kind == "two_runs":
             inject_two_runs(case_rng, root, base_s, outcome)
         elif kind == "full_disk":
-            study = inject_full_disk(case_rng, root, base_bytes, outcome) / "demo"
+            study = inject_full_disk(case_rng, root, base_bytes, outcome) / STUDY
         elif kind in ("corrupt_shard", "truncate_shard"):
             root.rmdir()
             inject_shard(kind, case_rng, root, baseline_study, outcome)
@@ -379,6 +394,11 @@ def main() -> None:
     identical = sum(o.identical for o in outcomes)
     manual = sum(o.manual_steps for o in outcomes)
     per = sum(o.seconds for o in outcomes) / max(n, 1)
+    print(f"{'kind':<16}{'injected':>10}{'recovered':>11}{'identical':>11}{'lost':>6}{'manual':>8}")
+    for kind in kinds:
+        mine = [o for o in outcomes if o.kind == kind]
+        print(f"{kind:<16}{len(mine):>10}{sum(o.recovered for o in mine):>11}{sum(o.identical for o in mine):>11}"
+              f"{sum(not o.recovered for o in mine):>6}{sum(o.manual_steps for o in mine):>8}")
     print(f"{'':<28}{'this run':>12}{'target':>12}")
     for name, value in (("recovered", recovered), ("identical", identical), ("lost", n - recovered),
                         ("manual steps", manual)):

@@ -10,6 +10,11 @@ the hf backend (DeepSpeed's fused CPU/GPU Adam would need a JIT-compiled op and 
 Precision: fp32, bf16 (DeepSpeed keeps fp32 master weights in the optimizer partitions) or fp16 with dynamic
 loss scaling (what DoIT used). Resume checkpoints are DeepSpeed's own (`save_checkpoint`): they hold each
 rank's optimizer partition, so a resume needs the same number of data-parallel ranks.
+
+DeepSpeed reads them with `torch.load(weights_only=False)`, and they live in the study folder, which colleagues
+can write: `load_state` first vets every `.pt` file of the checkpoint with `weights_only=True` (allowing only the
+few plain data classes DeepSpeed pickles into them, `deepspeed_data_classes()`), so a crafted file is refused,
+naming it, before any of its code could run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from hpc_instruct.train.backend import BackendSettings, StepStats
+from hpc_instruct.train.checkpoint_guard import check_torch_files
 from hpc_instruct.train.hf_backend import (
     adamw,
     build_hf_model,
@@ -36,6 +42,23 @@ from hpc_instruct.train.hf_backend import (
 from hpc_instruct.train.presets import ModelShape
 
 TAG = "zero"  # DeepSpeed's checkpoint sub-folder name
+
+
+def deepspeed_data_classes() -> tuple[type, ...]:
+    """The classes besides tensors and plain values that DeepSpeed's ZeRO checkpoints pickle: the loss scaler (its
+    scale and counters as attributes), the ZeRO stage enum and a fragment's (numel, start) dataclass."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address
+
+
+def check_deepspeed_checkpoint(folder: Path) -> None:
+    """Refuse (CheckpointRefused, naming the file) a DeepSpeed checkpoint folder any of whose `.pt` files holds
+    more than tensors, plain values and `deepspeed_data_classes()`: DeepSpeed would unpickle it unchecked."""
+    files = sorted(p for p in folder.rglob("*.pt") if p.is_file())
+    check_torch_files(files, deepspeed_data_classes())
 
 
 class DeepSpeedBackend:
@@ -107,6 +130,7 @@ class DeepSpeedBackend:
         self.engine.save_checkpoint(str(directory), tag=TAG, save_latest=False)
 
     def load_state(self, directory: Path) -> None:
+        check_deepspeed_checkpoint(Path(directory) / TAG)  # before DeepSpeed unpickles them with weights_only=False
         path, _ = self.engine.load_checkpoint(
             str(directory), tag=TAG, load_optimizer_states=True, load_lr_scheduler_states=False
         )

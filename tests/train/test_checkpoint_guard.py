@@ -1,10 +1,14 @@
-"""A checkpoint is data, never code: its pickles are checked before megatron / torch.distributed.checkpoint
-unpickle them, so a crafted `.metadata` or `common.pt` in a trial folder cannot run code in the next resume."""
+"""A checkpoint is data, never code: its pickles are checked before megatron / torch.distributed.checkpoint /
+DeepSpeed unpickle them, so a crafted `.metadata`, `common.pt` or DeepSpeed `.pt` file in a trial folder cannot run
+code in the next resume."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +20,7 @@ import torch.distributed.checkpoint as dcp
 from hpc_instruct.train.checkpoint_guard import CheckpointRefused, check_distributed_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
+DS_WORKER = Path(__file__).with_name("deepspeed_guard_worker.py")
 
 
 class Payload:
@@ -78,3 +83,25 @@ def test_megatron_loading_checks_first(checkpoint, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert "refused:" in done.stdout, done.stderr[-2000:]
     assert not flag.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
+def test_deepspeed_resume_checks_every_file_first(tmp_path):
+    """DeepSpeed reads its checkpoint files with torch.load(weights_only=False): the deepspeed backend's resume
+    refuses a checkpoint any of whose .pt files (model states, optimizer partition) holds a crafted object, as
+    torch.save or a bare pickle would write it, naming the file and running nothing; a real checkpoint resumes."""
+    with socket.socket() as probe:  # a free port for the one-rank process group
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run([sys.executable, str(DS_WORKER), str(tmp_path), str(port)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results.pop("clean") == "ok"
+    names = {case.split(":")[0] for case in results}
+    assert names == {"mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt"}, results
+    for case, outcome in results.items():
+        name, _ = case.split(":")
+        assert outcome.startswith(f"refused: {tmp_path / case.replace(':', '-') / 'zero' / name} "), outcome
+        assert outcome.endswith("| ran=False"), outcome
+    assert not list(tmp_path.glob("*.ran"))
