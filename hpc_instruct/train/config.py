@@ -34,7 +34,7 @@ class ModelConfig:
 
     name: str = required(help="name used by the sweep to refer to this model")
     family: Literal["llama", "qwen2"] = spec("llama")
-    size: str | None = spec(None, help="size preset (micro, tiny, mini, small, 7b, 13b, 33b, 70b, qwen2-*)")
+    size: str | None = spec(None, help="size preset (micro, tiny, mid, mini, small, 7b, 13b, 33b, 70b, qwen2-*)")
     path: str | None = spec(None, help="folder with HF weights (config.json + safetensors); overrides the preset shape")
     tokenizer: str | None = spec(None, help="tokenizer folder; default: the model path, or the study's built tokenizer")
     backend: Literal["megatron", "hf", "deepspeed"] = spec("megatron")

@@ -76,6 +76,7 @@ PRESETS: dict[str, ModelShape] = {
     "micro": ModelShape("llama", 2, 32, 2, 2, 88, 512, 512),
     "tiny": ModelShape("llama", 2, 64, 4, 4, 176, 512, 512),
     "tiny-gqa": ModelShape("llama", 4, 64, 4, 2, 176, 512, 512),
+    "mid": ModelShape("llama", 3, 96, 4, 4, 256, 512, 512),
     "mini": ModelShape("llama", 4, 128, 8, 4, 352, 512, 1024),
     "small": ModelShape("llama", 8, 256, 8, 4, 688, 512, 1024),
     # LLaMA-1 shapes as used by DoIT (Chinese-LLaMA-Plus vocabulary).
