@@ -96,9 +96,9 @@ def test_abilities_mix_their_question_kinds(demo_data):
     assert set(CLASSIFIERS) & set(refs["chinese"]) and set("ABCD") & set(refs["chinese"])
     understanding = [s.messages[-2].content for s in demo_data.pool("understanding")]
     # every understanding question offers its whole category of four in one fixed order (the letter names the
-    # value): a handful of option blocks across the pool, each exactly A-D
+    # value): a handful of option blocks across the pool
     blocks = {t[t.index("\nA. "):] for t in understanding}
-    assert 3 <= len(blocks) <= 5 and all(b.count("\n") == 5 and "\nD. " in b for b in blocks)
+    assert 3 <= len(blocks) <= 5 and {b.count("\n") for b in blocks} == {4, 5}  # three- and four-way
 
 
 def test_out_of_domain_sets_are_five_shot(demo_data):

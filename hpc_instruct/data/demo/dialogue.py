@@ -19,9 +19,10 @@ from hpc_instruct.data.demo.lexicon import (
 )
 
 _SHOPS = ("商店", "书店", "超市", "菜市场")
-# Each question's options are its whole category of four, in this order (DoIT's four letters), so the letter
-# names the value the dialogue gives; finding which value that is stays the task.
-_PLACES, _TIMES, _TRANSPORT, _GOODS = PLACES[:4], TIMES[:4], TRANSPORT[:4], GOODS[:4]
+# Each question's options are its whole category, in this order, so the letter names the value the dialogue
+# gives; finding which value that is stays the task. Transport has three values, so as in C3 some questions are
+# three-way and the rest four-way.
+_PLACES, _TIMES, _TRANSPORT, _GOODS = PLACES[:4], TIMES[:4], TRANSPORT[:3], GOODS[:4]
 
 
 def _scene(rng: random.Random) -> tuple[str, list[tuple[str, str, str | None, tuple[str, ...]]]]:
