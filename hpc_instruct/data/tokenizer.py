@@ -29,6 +29,7 @@ from hpc_instruct.data.template import DOIT_SPECIAL_TOKENS, EOT_TOKEN
 
 BUILTIN = "builtin"
 BUILTIN_VOCAB_SIZE = 2048
+BUILTIN_PRE_TOKENIZER = "han-isolated+bytelevel"  # in the cache key: a folder built with other settings is not reused
 PAD_TOKEN = "<pad>"
 BUILTIN_SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, *DOIT_SPECIAL_TOKENS)  # ids 0, 1, 2, 3
 # Files that define a tokenizer folder's behaviour (README, licences and model weights are not hashed).
@@ -204,7 +205,8 @@ def builtin_tokenizer_dir(cache_dir: str | Path | None = None) -> Path:
 
     key = hashlib.sha256(
         json.dumps(
-            [_training_texts(None), BUILTIN_VOCAB_SIZE, BUILTIN_SPECIAL_TOKENS, tokenizers.__version__]
+            [_training_texts(None), BUILTIN_VOCAB_SIZE, BUILTIN_SPECIAL_TOKENS, BUILTIN_PRE_TOKENIZER,
+             tokenizers.__version__]
         ).encode()
     ).hexdigest()[:16]
     path = Path(cache_dir or cache_root() / "tokenizers") / f"builtin-{key}"
