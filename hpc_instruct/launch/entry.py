@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hpc_instruct.expansion import Expansion
+from hpc_instruct.launch import early_signal
 from hpc_instruct.launch.tasks import Task, build_tasks
 from hpc_instruct.recipe.study import Study, load_study
 from hpc_instruct.stages import STAGES
@@ -88,6 +89,8 @@ class ElementRunner:
     """
 
     def __call__(self, study_dir: str, stage: str, task_ids: list[str]) -> list[str]:
+        # submitit's USR2 handler is in place now: a warning held back since start-up requeues the job here.
+        early_signal.release()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             stream=sys.stderr)
         return run_tasks(study_dir, stage, task_ids)

@@ -19,12 +19,14 @@ Tasks already done, pending or running are not submitted again.
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_instruct.expansion import Expansion
 from hpc_instruct.launch import slurm_query
+from hpc_instruct.launch.early_signal import shielded_python
 from hpc_instruct.launch.entry import ElementRunner
 from hpc_instruct.launch.lock import launch_lock
 from hpc_instruct.launch.snapshot import job_setup, snapshot
@@ -75,7 +77,8 @@ class _Submitter:
         r: Resources = resources(self.study, stage, group)
         ex_cfg = self.study.recipe.execution
         folder = self.sdir.logs / f"{stage}-{group}"
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10)
+        # Tasks start with the preemption warning held back until submitit can act on it (early_signal.py).
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10, python=shielded_python(sys.executable))
         # Start in the study directory: a job started in the checkout would import it instead of the code
         # snapshot. The study directory is not on sys.path either (job_setup sets PYTHONSAFEPATH).
         extra = {"kill-on-invalid-dep": "yes", "chdir": str(self.sdir.root)}
