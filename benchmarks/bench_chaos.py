@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chaos_results import results, same  # noqa: E402  (benchmarks/ is not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "benchmarks" / "chaos.yaml"
@@ -44,9 +45,6 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 HPCI = [sys.executable, "-m", "hpc_instruct.cli"]
 LOCAL_KINDS = ("kill_hpci", "kill_task", "term_task", "full_disk", "two_runs", "corrupt_shard", "truncate_shard")
 SLURM_KINDS = ("requeue", "usr2", "slurmd_stop")
-VALUES = ["trial_id", "label", "arm", "checkpoint", "split", "ability", "items", "items_expected", "correct",
-          "accuracy", "complete", "problem", "normalized", "selected", "reported"]
-LOSS_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -73,37 +71,6 @@ def run_args(root: Path, executor: str = "local") -> list[str]:
 def start_run(root: Path) -> subprocess.Popen:
     return subprocess.Popen([*HPCI, *run_args(root)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-
-
-# ---- what a result is -----------------------------------------------------------------------------------------
-
-
-def results(study: Path) -> tuple[pd.DataFrame | None, dict[str, float]]:
-    """(value columns of results/scores.parquet sorted, {trial id: final loss})."""
-    scores = study / "results" / "scores.parquet"
-    frame = None
-    if scores.is_file():
-        frame = pd.read_parquet(scores)[VALUES].sort_values(["trial_id", "checkpoint", "split", "ability"])
-        frame = frame.reset_index(drop=True)
-    losses = {}
-    for log in sorted((study / "trials").glob("*/log.parquet")):
-        steps = pd.read_parquet(log, columns=["step", "loss"])
-        losses[log.parent.name] = float(steps.loc[steps["step"] == steps["step"].max(), "loss"].iloc[-1])
-    return frame, losses
-
-
-def same(study: Path, baseline) -> tuple[bool, str]:
-    frame, losses = results(study)
-    base_frame, base_losses = baseline
-    if frame is None:
-        return False, "no scores.parquet"
-    if not frame.equals(base_frame):
-        diff = frame.compare(base_frame) if frame.shape == base_frame.shape else f"shape {frame.shape}"
-        return False, f"scores differ: {str(diff)[:300]}"
-    if losses.keys() != base_losses.keys():
-        return False, f"trials differ: {sorted(losses)} vs {sorted(base_losses)}"
-    worst = max(abs(losses[t] - base_losses[t]) for t in losses)
-    return worst <= LOSS_TOLERANCE, f"max |dloss| {worst:.2g}"
 
 
 # ---- processes ----------------------------------------------------------------------------------------------
