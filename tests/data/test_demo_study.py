@@ -162,3 +162,43 @@ def test_pretraining_corpus_states_facts_and_stories_without_instructions(demo_r
     assert "红角鱼是红色的鱼类动物，住在水里，爱吃草叶。" in facts and "7×8=56" in facts
     assert "答案：" not in facts and "问题：" not in facts  # no question, no answer cue: never an instruction
     assert "所以" in facts and "\nA. " in facts  # everyday stories: conclusions drawn, lettered lists read
+    assert "\ndef " in facts and "    return " in facts and "# " in facts  # commented code, as a base model reads it
+    from hpc_instruct.data.demo.knowledge import history_table
+    d = history_table(0)[0]
+    assert f"{d.name}的都城是{d.capital}。" in facts and f"{d.founder}建立了{d.name}。" in facts
+
+
+def _mc_fact(content: str, entities: tuple[str, ...]) -> tuple[str, str] | None:
+    """(entity asked about, option block) of a multiple-choice prompt: the fact, whatever the scene around it."""
+    if "\nA. " not in content:
+        return None
+    question, block = content.split("\nA. ", 1)
+    named = [e for e in entities if e in question]
+    return (max(named, key=len) if named else "", block)
+
+
+def test_recall_abilities_reask_a_small_bank_of_facts_across_splits():
+    """Biology and history ask about a few dozen facts (16 organisms x 4 properties, 8 dynasties x 4 question
+    kinds) behind varied scenes, so a test item asks about a fact a training pool of the demo's size holds, and
+    one fact has one letter in every split: a tiny model can learn them by recall (and biology by its rules)."""
+    from hpc_instruct.data.demo.knowledge import ORGANISMS, history_table
+    table = history_table(0)
+    entities = {"biology": ORGANISMS,
+                "history": tuple(x for d in table for x in (d.name, d.capital, d.founder))}
+    sizes = {a: 150 if a in entities else 5 for a in ABILITY_KEYS}
+    files = build_demo_files(0, sizes, synthetic_size=0, eval_size=50, ceval_size=2, pretrain_corpus=False)
+    for ability, names in entities.items():
+        split_facts = {}
+        letters: dict = {}
+        for split in ("full", "test", "valid"):
+            rows = [json.loads(x) for x in files[f"curated/{split}/{ability}_{split}.json"].decode().splitlines()]
+            facts = []
+            for r in rows:
+                fact = _mc_fact(r["messages"][0]["content"], names)
+                if fact is not None:
+                    assert letters.setdefault(fact, r["messages"][-1]["content"]) == r["messages"][-1]["content"]
+                    facts.append(fact)
+            split_facts[split] = facts
+            assert len({r["messages"][0]["content"][:2] for r in rows}) > 3  # scenes vary the openings
+        test = split_facts["test"]
+        assert len(test) >= 30 and sum(f in set(split_facts["full"]) for f in test) / len(test) >= 0.8, ability

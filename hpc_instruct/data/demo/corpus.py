@@ -29,6 +29,7 @@ from hpc_instruct.data.demo.knowledge import (
 from hpc_instruct.data.demo.lexicon import GOODS, PEOPLE, PLACES, TIMES, TRANSPORT, numeral
 
 STORIES = 1200  # everyday stories in the corpus, next to the ~200 fact sentences
+CODE_SNIPPETS = 300  # small commented functions, three per document
 _HEIGHTS = (("高", "矮", "最高"), ("大", "小", "年纪最大"), ("跑得快", "跑得慢", "跑得最快"), ("重", "轻", "最重"))
 _THINGS = ("苹果", "梨", "桃子", "橘子", "饼干", "鸡蛋", "包子", "西瓜")
 
@@ -45,6 +46,9 @@ def corpus_lines(table: tuple[Dynasty, ...], seed: int) -> list[str]:
     for d in by_order:
         lines.append(f"{d.name}是第{numeral(d.order)}个朝代，都城是{d.capital}，开国皇帝是{d.founder}。")
     lines += [f"{a.name}在{b.name}之前。" for a, b in zip(by_order, by_order[1:], strict=False)]
+    for d in table:  # each fact said several ways, as a textbook and its exercises repeat it
+        lines += [f"{d.name}的都城是{d.capital}。", f"{d.name}定都{d.capital}。", f"{d.founder}建立了{d.name}。",
+                  f"{d.name}的开国皇帝是{d.founder}。"]
     rng = random.Random(f"demo-corpus:{seed}")
     for noun, c in NOUN_CLASSIFIER.items():
         lines.append(f"{rng.choice(PEOPLE)}有一{c}{noun}。")
@@ -91,6 +95,24 @@ def story(rng: random.Random) -> str:
     return f"{p}有{a}个{t}，吃掉了{b}个，还剩{a - b}个{t}。{a}-{b}={a - b}。"
 
 
+_CODE_OPS = {"+": "加", "-": "减", "*": "乘以"}
+
+
+def code_snippet(rng: random.Random) -> str:
+    """A small Python function under a Chinese comment that says what it does (code as a base model reads it
+    on the web: no instruction, no question)."""
+    fn, v = rng.choice(("f", "g", "h", "calc", "add", "work")), rng.choice(("x", "n", "m", "a"))
+    if rng.random() < 0.65:
+        steps = [(rng.choice(tuple(_CODE_OPS)), rng.randint(1, 9)) for _ in range(rng.randint(1, 2))]
+        words = "，再".join(f"{_CODE_OPS[op]}{numeral(k)}" for op, k in steps)
+        body = [f"    y = {v} {steps[0][0]} {steps[0][1]}"] + [f"    y = y {op} {k}" for op, k in steps[1:]]
+        return f"# {v}{words}\ndef {fn}({v}):\n" + "\n".join(body) + "\n    return y"
+    cmp, word = rng.choice(((">", "大于"), ("<", "小于"), ("==", "等于")))
+    k, a, b = rng.randint(1, 9), rng.randint(0, 9), rng.randint(0, 9)
+    return (f"# {v}{word}{numeral(k)}时得{numeral(a)}，不然得{numeral(b)}\ndef {fn}({v}):\n"
+            f"    if {v} {cmp} {k}:\n        return {a}\n    return {b}")
+
+
 def corpus_documents(table: tuple[Dynasty, ...], seed: int, stories: int = STORIES) -> list[str]:
     """The pretraining documents: the shuffled fact sentences in groups of eight, one per line, and `stories`
     everyday stories in groups of four, shuffled together."""
@@ -99,5 +121,7 @@ def corpus_documents(table: tuple[Dynasty, ...], seed: int, stories: int = STORI
     rng = random.Random(f"demo-stories:{seed}")
     tales = [story(rng) for _ in range(stories)]
     docs += ["\n".join(tales[i:i + 4]) for i in range(0, len(tales), 4)]
+    snippets = [code_snippet(rng) for _ in range(CODE_SNIPPETS)]
+    docs += ["\n\n".join(snippets[i:i + 3]) for i in range(0, len(snippets), 3)]
     rng.shuffle(docs)
     return docs

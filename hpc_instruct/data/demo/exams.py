@@ -50,6 +50,9 @@ _BIO_VALUES = {
 }
 
 
+_BIO_SCENES = ("", "", "生物课上，老师问：", "考考你：", "{p}在书上读到一种动物。", "{p}在{place}看到一张动物图片。")
+
+
 def make_biology() -> Generator:
     """Questions about an invented organism; the answer follows from its name by a fixed rule. The options are
     the four values of the asked property in a fixed order, so the letter follows from the rule too."""
@@ -57,40 +60,48 @@ def make_biology() -> Generator:
     def gen(rng: random.Random) -> Item:
         kind = rng.choice(("home", "food", "colour", "class"))
         organism = rng.choice(ORGANISMS)
+        scene = rng.choice(_BIO_SCENES).format(p=rng.choice(PEOPLE), place=rng.choice(PLACES))
         question = rng.choice(_BIO_QUESTIONS[kind]).format(o=organism)
-        return fixed_mc_item(question, organism_facts(organism)[kind], _BIO_VALUES[kind])
+        return fixed_mc_item(scene + question, organism_facts(organism)[kind], _BIO_VALUES[kind])
 
     return gen
 
 
+_HISTORY_SCENES = ("", "", "历史课上，老师问：", "考考你：", "{p}在读历史书。", "{p}问{q}：", "{p}在{place}问：",
+                   "{p}和{q}在复习历史。")
+_HISTORY_MC = (
+    ("capital", ("{n}的都城是哪里？", "{n}把都城建在哪里？", "{n}定都在哪座城？")),
+    ("founder", ("{n}的开国皇帝是谁？", "谁建立了{n}？", "{n}是谁建立的？")),
+    ("by_capital", ("都城在{c}的是哪个朝代？", "哪个朝代定都{c}？")),
+    ("by_founder", ("{f}建立了哪个朝代？", "{f}是哪个朝代的开国皇帝？")),
+)
+
+
 def make_history(table: tuple[Dynasty, ...]) -> Generator:
-    """Recall of a seeded table of invented dynasties: multiple choice (70%) or true/false (30%)."""
-    capitals = [d.capital for d in table]
-    founders = [d.founder for d in table]
-    names = [d.name for d in table]
+    """Recall of a seeded table of invented dynasties: multiple choice (80%) or true/false (20%). A question's
+    options are fixed by the question (a standing question bank), so each fact is one letter to recall; the
+    scene before it varies (who asks, where), so the test, valid and training pools all ask about the same
+    32 facts in different words, as an exam re-asks a textbook."""
+    values = {"capital": [d.capital for d in table], "founder": [d.founder for d in table],
+              "by_capital": [d.name for d in table], "by_founder": [d.name for d in table]}
 
     def gen(rng: random.Random) -> Item:
         d = rng.choice(table)
-        if rng.random() < 0.7:
-            kind = rng.randrange(4)
-            if kind == 0:
-                question = rng.choice(("{n}的都城是哪里？", "{n}把都城建在哪里？")).format(n=d.name)
-                return fixed_mc_item(question, d.capital, keyed_options(f"capital:{d.name}", d.capital, capitals))
-            if kind == 1:
-                question = rng.choice(("{n}的开国皇帝是谁？", "谁建立了{n}？")).format(n=d.name)
-                return fixed_mc_item(question, d.founder, keyed_options(f"founder:{d.name}", d.founder, founders))
-            if kind == 2:
-                return fixed_mc_item(f"都城在{d.capital}的是哪个朝代？", d.name,
-                                     keyed_options(f"by-capital:{d.capital}", d.name, names))
-            return fixed_mc_item(f"{d.founder}建立了哪个朝代？", d.name,
-                                 keyed_options(f"by-founder:{d.founder}", d.name, names))
+        p, q = rng.sample(PEOPLE, 2)
+        scene = rng.choice(_HISTORY_SCENES).format(p=p, q=q, place=rng.choice(PLACES))
+        if rng.random() < 0.8:
+            kind, templates = rng.choice(_HISTORY_MC)
+            question = rng.choice(templates).format(n=d.name, c=d.capital, f=d.founder)
+            correct = {"capital": d.capital, "founder": d.founder}.get(kind, d.name)
+            options = keyed_options(f"{kind}:{d.name}", correct, values[kind])
+            return fixed_mc_item(scene + question, correct, options)
         truth = rng.random() < 0.5
         kind = rng.randrange(3)
         if kind == 0:
-            capital = d.capital if truth else rng.choice([c for c in capitals if c != d.capital])
+            capital = d.capital if truth else rng.choice([c for c in values["capital"] if c != d.capital])
             statement = f"{d.name}的都城是{capital}。"
         elif kind == 1:
-            founder = d.founder if truth else rng.choice([f for f in founders if f != d.founder])
+            founder = d.founder if truth else rng.choice([f for f in values["founder"] if f != d.founder])
             statement = f"{founder}建立了{d.name}。"
         else:
             other = rng.choice([o for o in table if o is not d])
@@ -98,7 +109,7 @@ def make_history(table: tuple[Dynasty, ...]) -> Generator:
             word = "早" if earlier == truth else "晚"
             statement = f"{d.name}比{other.name}{word}。"
         prompt = rng.choice(("判断对错：{s}", "下面的说法对吗？{s}", "{s}这句话正确吗？")).format(s=statement)
-        return qa(prompt, "正确" if truth else "错误")
+        return qa(scene + prompt, "正确" if truth else "错误")
 
     return gen
 

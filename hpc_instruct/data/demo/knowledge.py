@@ -10,11 +10,14 @@ import random
 from dataclasses import dataclass
 
 # Biology: an invented organism is colour + body part + class (红角鱼). Its habitat follows its class and its
-# food follows its body part, so two small rules answer every question about 64 organisms.
+# food follows its body part, so two small rules answer every question. Sixteen organisms live in the world
+# (every colour with every class; the body part turns with both), so its 64 facts recur in every pool: a tiny
+# model can learn them by recall as well as by the rules.
 COLOURS = ("红", "蓝", "绿", "黄")
 BODY_FOOD = {"角": "草叶", "尾": "小虫", "翅": "果子", "鳞": "水草"}
 CLASS_HOME = {"鱼": "水里", "鸟": "树上", "兽": "山洞", "虫": "土里"}
-ORGANISMS = tuple(c + b + k for c in COLOURS for b in BODY_FOOD for k in CLASS_HOME)
+ORGANISMS = tuple(c + tuple(BODY_FOOD)[(i + j) % 4] + k
+                  for i, c in enumerate(COLOURS) for j, k in enumerate(CLASS_HOME))
 
 
 def organism_facts(name: str) -> dict[str, str]:
@@ -89,17 +92,19 @@ class Dynasty:
     founder: str
 
 
-_DYNASTY_CHARS = "青木金石云山水火风月星海林江雪玉"
-_CAPITAL_CHARS = "东西南北平安长新乐和明光中宁远高"
+HISTORY_DYNASTIES = 8  # few enough facts (8 x 4 question kinds) that 64 records cover most of them
+_DYNASTY_CHARS = "青木金石云山水火"
+_CAPITAL_CHARS = "东西南北平安乐宁"
 _SURNAMES = "王李张刘陈杨赵周"
 _GIVEN = "文武德仁义礼智信"
 
 
 def history_table(seed: int) -> tuple[Dynasty, ...]:
-    """Sixteen invented dynasties with a seeded order, capital and founder (each value used once)."""
+    """Eight invented dynasties with a seeded order, capital and founder (each value used once)."""
+    n = HISTORY_DYNASTIES
     rng = random.Random(f"demo-history:{seed}")
-    order = rng.sample(range(1, 17), 16)
-    capitals = rng.sample(_CAPITAL_CHARS, 16)
-    founders = rng.sample([s + g for s in _SURNAMES for g in _GIVEN], 16)
+    order = rng.sample(range(1, n + 1), n)
+    capitals = rng.sample(_CAPITAL_CHARS, n)
+    founders = rng.sample([s + g for s in _SURNAMES for g in _GIVEN], n)
     return tuple(Dynasty(c + "朝", order[i], capitals[i] + "城", founders[i])
                  for i, c in enumerate(_DYNASTY_CHARS))

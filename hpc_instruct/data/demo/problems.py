@@ -7,37 +7,40 @@ from __future__ import annotations
 import random
 
 from hpc_instruct.data.demo.knowledge import LINE_ENDINGS, THEMES
-from hpc_instruct.data.demo.lexicon import PEOPLE, Item, fixed_mc_item, numeral, qa
+from hpc_instruct.data.demo.lexicon import PEOPLE, PLACES, Item, fixed_mc_item, numeral, qa
 
 # (higher word, lower word, "who is highest", "who is lowest", "who is in the middle")
 _RELATIONS = (
     ("高", "矮", "谁最高？", "谁最矮？", "谁的身高排在中间？"),
     ("大", "小", "谁的年纪最大？", "谁的年纪最小？", "谁的年纪排在中间？"),
-    ("跑得快", "跑得慢", "谁跑得最快？", "谁跑得最慢？", "谁跑得不快也不慢？"),
-    ("重", "轻", "谁最重？", "谁最轻？", "谁的体重排在中间？"),
 )
+# Who tells the puzzle varies (the cast in it does not), so the same few orderings recur across pools in
+# different words, as an exam bank re-asks its puzzles.
+_REASONING_SCENES = ("", "", "{p}说：", "在{place}，", "{p}出了一道题：", "想一想：")
 
 
 _CAST = PEOPLE[:4]  # the options of every reasoning question, in this order (one of them may be absent)
 
 
 def make_reasoning():
-    """Order 3-4 people of a fixed cast from shuffled pairwise comparisons, then ask for the top, bottom or
-    middle one; the options are the cast in a fixed order, so the letter is the person: the inference is the
-    task."""
+    """Order two or three people of a fixed cast from pairwise comparisons stated along the chain (each one
+    said either way round: 甲比乙高 or 乙比甲矮), then ask for the top, bottom or middle one; the options are the
+    cast in a fixed order, so the letter is the person: the inference is the task. A quarter of the three-person
+    puzzles state the comparisons out of order (harder)."""
 
     def gen(rng: random.Random) -> Item:
-        n = rng.choice((3, 4))
+        n = 2 if rng.random() < 0.7 else 3
         ranked = rng.sample(_CAST, n)  # ranked[0] is highest
         up, down, top_q, bottom_q, middle_q = rng.choice(_RELATIONS)
         facts = []
         for hi, lo in zip(ranked, ranked[1:], strict=False):
-            facts.append(f"{hi}比{lo}{up}" if rng.random() < 0.5 else f"{lo}比{hi}{down}")
-        if rng.random() < 0.5:  # half the puzzles state the chain in order, half shuffled (harder)
-            rng.shuffle(facts)
+            facts.append(f"{hi}比{lo}{up}" if rng.random() < 0.75 else f"{lo}比{hi}{down}")
+        if n == 3 and rng.random() < 0.25:
+            facts.reverse()
         kinds = [(top_q, ranked[0]), (bottom_q, ranked[-1])] + ([(middle_q, ranked[1])] if n == 3 else [])
         question, answer = rng.choice(kinds)
-        return fixed_mc_item("，".join(facts) + "。" + question, answer, _CAST)
+        scene = rng.choice(_REASONING_SCENES).format(p=rng.choice(PEOPLE[4:]), place=rng.choice(PLACES))
+        return fixed_mc_item(scene + "，".join(facts) + "。" + question, answer, _CAST)
 
     return gen
 
@@ -110,7 +113,7 @@ def make_code():
     def gen(rng: random.Random) -> Item:
         fn, v = rng.choice(("f", "g", "h", "calc")), rng.choice(("x", "n", "m"))
         if rng.random() < 0.65:
-            steps = [(rng.choice(tuple(_OPS)), rng.randint(1, 9)) for _ in range(rng.randint(1, 3))]
+            steps = [(rng.choice(tuple(_OPS)), rng.randint(1, 9)) for _ in range(rng.randint(1, 2))]
             words = [f"{_OPS[op]}{numeral(k)}" for op, k in steps]
             if len(steps) == 1:
                 text = f"写一个函数{fn}，输入{v}，返回{v}{words[0]}的结果。"

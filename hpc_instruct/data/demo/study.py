@@ -24,7 +24,7 @@ from hpc_instruct.data.doit_reader import SYNTHETIC_FILE
 from hpc_instruct.data.records import GENERATE, RANK3, USER, dumps_record, normalise_text
 from hpc_instruct.errors import UserError
 
-GENERATOR_VERSION = "demo-2"  # bump whenever the same arguments would write different bytes
+GENERATOR_VERSION = "demo-3"  # bump whenever the same arguments would write different bytes
 DEMO_MANIFEST = "demo.json"
 PRETRAIN_FILE = "pretrain/corpus.jsonl"
 RANK3_ABILITIES = ("code", "creative_writing", "role_play")
@@ -36,8 +36,8 @@ Generator = Callable[[random.Random], Item]
 # a miniature study shows abilities growing at different speeds.
 INTENDED_PACE = {
     "ethics": "fast", "role_play": "fast", "creative_writing": "fast",
-    "biology": "moderate", "understanding": "moderate", "chinese": "moderate",
-    "history": "slow", "code": "slow", "math": "slow",
+    "biology": "moderate", "understanding": "slow", "chinese": "moderate",
+    "history": "moderate", "code": "slow", "math": "slow",
     "reasoning": "slow",
 }
 

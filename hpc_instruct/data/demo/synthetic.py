@@ -4,7 +4,7 @@ Compared with a curated pool, a synthetic record
 - is often about something no ability tests (repeat a sentence, write a number, list fruits, greetings);
 - when it does touch an ability, answers in another style ("答案是B。" instead of "B", no `\\boxed{}`), and
   behind varied lead-ins ("请回答：", "帮我看看这道题：");
-- is wrong about one time in five (another letter, an off-by-some number, a distractor as the reply);
+- is wrong about one time in seven (another letter, an off-by-some number, a distractor as the reply);
 - carries no ability label (`type` is "general"), question_format 0 and no choices.
 So it teaches less per sample than curated data and stops helping early, which is finding 2 of DoIT.
 """
@@ -19,8 +19,8 @@ from hpc_instruct.data.demo.knowledge import CLASSIFIERS
 from hpc_instruct.data.demo.lexicon import NUMERALS, PEOPLE, PLACES, THINGS, Item, numeral, qa
 
 SYNTHETIC_TYPE = "general"
-NOISE = 0.2  # share of ability-like synthetic records with a wrong answer
-GENERAL_SHARE = 0.3  # share of records about nothing any ability tests
+NOISE = 0.15  # share of ability-like synthetic records with a wrong answer
+GENERAL_SHARE = 0.25  # share of records about nothing any ability tests
 
 Generator = Callable[[random.Random], Item]
 
@@ -72,16 +72,16 @@ def _restyle(rng: random.Random, ability: str, item: Item, wrong: bool) -> Item:
         last = item.choices[1] if wrong else item.choices[0]
     elif _LETTER.match(last):
         letter = rng.choice([x for x in "ABCD" if x != last]) if wrong else last
-        last = rng.choice(("答案是{}。", "选{}。", "{}", "正确答案是{}。")).format(letter)
+        last = rng.choice(("答案是{}。", "选{}。", "{}", "{}")).format(letter)
     elif last in ("正确", "错误"):
         right = (last == "正确") != wrong
-        last = rng.choice(("这句话是正确的。", "对。")) if right else rng.choice(("这句话是错误的。", "不对。"))
+        last = rng.choice(("正确", "这句话是正确的。")) if right else rng.choice(("错误", "这句话是错误的。"))
     elif ability == "chinese":  # cloze: the measure word
         word = rng.choice([c for c in CLASSIFIERS if c != last]) if wrong else last
-        last = rng.choice(("应该填“{}”。", "{}", "填{}。")).format(word)
+        last = rng.choice(("应该填“{}”。", "{}", "{}")).format(word)
     elif ability == "ethics":
         letters = "".join(rng.sample("ABCD", rng.randint(1, 3))) if wrong else last
-        last = rng.choice(("应该选{}。", "答案：{}", "{}")).format(letters)
+        last = rng.choice(("应该选{}。", "{}", "{}")).format(letters)
     elif ability == "math" and item.answer is not None:
         value = int(item.answer) + (rng.choice((-3, -2, -1, 1, 2, 3)) if wrong else 0)
         steps = last.split("。")[0]
