@@ -178,13 +178,16 @@ def _mc_fact(content: str, entities: tuple[str, ...]) -> tuple[str, str] | None:
 
 
 def test_recall_abilities_reask_a_small_bank_of_facts_across_splits():
-    """Biology and history ask about a few dozen facts (16 organisms x 4 properties, 8 dynasties x 4 question
-    kinds) behind varied scenes, so a test item asks about a fact a training pool of the demo's size holds, and
+    """Biology, history, reasoning and understanding ask about a few dozen facts (16 organisms x 4 properties,
+    8 dynasties x 4 question kinds, a book of 32 puzzles, a book of 24 dialogues) behind varied scenes, so a test item asks about a fact a training pool of the demo's size holds, and
     one fact has one letter in every split: a tiny model can learn them by recall (and biology by its rules)."""
+    from hpc_instruct.data.demo.dialogue import dialogue_bank
     from hpc_instruct.data.demo.knowledge import ORGANISMS, history_table
+    from hpc_instruct.data.demo.problems import puzzle_bank
     table = history_table(0)
     entities = {"biology": ORGANISMS,
-                "history": tuple(x for d in table for x in (d.name, d.capital, d.founder))}
+                "history": tuple(x for d in table for x in (d.name, d.capital, d.founder)),
+                "reasoning": tuple(text for text, _ in puzzle_bank())}
     sizes = {a: 150 if a in entities else 5 for a in ABILITY_KEYS}
     files = build_demo_files(0, sizes, synthetic_size=0, eval_size=50, ceval_size=2, pretrain_corpus=False)
     for ability, names in entities.items():
@@ -202,3 +205,12 @@ def test_recall_abilities_reask_a_small_bank_of_facts_across_splits():
             assert len({r["messages"][0]["content"][:2] for r in rows}) > 3  # scenes vary the openings
         test = split_facts["test"]
         assert len(test) >= 30 and sum(f in set(split_facts["full"]) for f in test) / len(test) >= 0.8, ability
+    # understanding: every dialogue comes from the book, and the book's dialogues recur across the pools
+    texts = [text for text, _ in dialogue_bank()]
+    sizes["understanding"] = 150
+    files = build_demo_files(0, sizes, synthetic_size=0, eval_size=50, ceval_size=2, pretrain_corpus=False)
+    used = {}
+    for split in ("full", "test"):
+        rows = [json.loads(x) for x in files[f"curated/{split}/understanding_{split}.json"].decode().splitlines()]
+        used[split] = [next(t for t in texts if t in r["messages"][0]["content"]) for r in rows]
+    assert set(used["test"]) <= set(used["full"]) and len(set(used["full"])) > len(texts) // 2

@@ -10,6 +10,7 @@ from hpc_instruct.data.demo.knowledge import PERSONAS, Persona
 from hpc_instruct.data.demo.lexicon import (
     GOODS,
     LETTERS,
+    PEOPLE,
     PLACES,
     TIMES,
     TRANSPORT,
@@ -55,15 +56,30 @@ def _scene(rng: random.Random) -> tuple[str, list[tuple[str, str, str | None, tu
     return "\n".join(lines), questions
 
 
+DIALOGUE_BANK = 24  # dialogues in the listening book every pool and test re-asks
+_HEADS = ("请阅读对话，回答问题。", "听力练习。请阅读对话，回答问题。", "{p}在做听力题。请阅读对话，回答问题。",
+          "{p}和{q}一起练习。请阅读对话，回答问题。")
+
+
+def dialogue_bank() -> tuple[tuple[str, list], ...]:
+    """A fixed book of short dialogues (a listening-exercise book): records re-ask them with other questions
+    and openings, so a tiny model can learn a dialogue's answers by recall as well as by reading."""
+    rng = random.Random("demo-dialogue-bank")
+    return tuple(_scene(rng) for _ in range(DIALOGUE_BANK))
+
+
 def make_understanding():
-    """Two questions about one dialogue, asked in two user turns; each answered by a letter."""
+    """Two questions about one dialogue of the book, asked in two user turns; each answered by a letter."""
+    bank = dialogue_bank()
 
     def gen(rng: random.Random) -> Item:
-        text, questions = _scene(rng)
+        text, questions = rng.choice(bank)
         first, second = rng.sample(questions, 2)
+        p, q = rng.sample(PEOPLE, 2)
+        opening = rng.choice(_HEADS).format(p=p, q=q)
         turns: list[str] = []
         for i, (question, answer, _confusable, pool) in enumerate((first, second)):
-            head = f"请阅读对话，回答问题。\n{text}\n问题：" if i == 0 else "问题："
+            head = f"{opening}\n{text}\n问题：" if i == 0 else "问题："
             turns += [head + question + options_block(pool), LETTERS[pool.index(answer)]]
         return qa(*turns)
 

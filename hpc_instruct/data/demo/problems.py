@@ -16,31 +16,48 @@ _RELATIONS = (
 )
 # Who tells the puzzle varies (the cast in it does not), so the same few orderings recur across pools in
 # different words, as an exam bank re-asks its puzzles.
-_REASONING_SCENES = ("", "", "{p}说：", "在{place}，", "{p}出了一道题：", "想一想：")
+_REASONING_SCENES = ("", "", "{p}说：", "在{place}，", "{p}出了一道题：", "想一想：", "{p}在{place}问：")
 
 
 _CAST = PEOPLE[:4]  # the options of every reasoning question, in this order (one of them may be absent)
 
 
+PUZZLE_BANK = 32  # ordering puzzles in the exercise book every pool and test re-asks
+
+
+def _puzzle(rng: random.Random) -> tuple[str, str]:
+    """One ordering puzzle (its comparisons and question) and the person who answers it."""
+    n = 2 if rng.random() < 0.8 else 3
+    ranked = rng.sample(_CAST, n)  # ranked[0] is highest
+    up, down, top_q, bottom_q, middle_q = rng.choice(_RELATIONS)
+    facts = []
+    for hi, lo in zip(ranked, ranked[1:], strict=False):
+        facts.append(f"{hi}比{lo}{up}" if rng.random() < 0.75 else f"{lo}比{hi}{down}")
+    if n == 3 and rng.random() < 0.25:
+        facts.reverse()
+    kinds = [(top_q, ranked[0]), (bottom_q, ranked[-1])] + ([(middle_q, ranked[1])] if n == 3 else [])
+    question, answer = rng.choice(kinds)
+    return "，".join(facts) + "。" + question, answer
+
+
+def puzzle_bank() -> tuple[tuple[str, str], ...]:
+    """The fixed exercise book of ordering puzzles: (comparisons and question, the answering person)."""
+    rng = random.Random("demo-puzzle-bank")
+    return tuple(_puzzle(rng) for _ in range(PUZZLE_BANK))
+
+
 def make_reasoning():
-    """Order two or three people of a fixed cast from pairwise comparisons stated along the chain (each one
-    said either way round: 甲比乙高 or 乙比甲矮), then ask for the top, bottom or middle one; the options are the
-    cast in a fixed order, so the letter is the person: the inference is the task. A quarter of the three-person
-    puzzles state the comparisons out of order (harder)."""
+    """An ordering puzzle from a fixed exercise book of 32: two (80%) or three people of a fixed cast compared
+    along the chain (each comparison said either way round: 甲比乙高 or 乙比甲矮; a quarter of the three-person
+    chains reversed), then the top, bottom or middle one asked. The options are the cast in a fixed order, so
+    the letter is the person. The teller varies, the puzzles recur: a tiny model learns them by recall first
+    and by inference only with more data and size."""
+    bank = puzzle_bank()
 
     def gen(rng: random.Random) -> Item:
-        n = 2 if rng.random() < 0.7 else 3
-        ranked = rng.sample(_CAST, n)  # ranked[0] is highest
-        up, down, top_q, bottom_q, middle_q = rng.choice(_RELATIONS)
-        facts = []
-        for hi, lo in zip(ranked, ranked[1:], strict=False):
-            facts.append(f"{hi}比{lo}{up}" if rng.random() < 0.75 else f"{lo}比{hi}{down}")
-        if n == 3 and rng.random() < 0.25:
-            facts.reverse()
-        kinds = [(top_q, ranked[0]), (bottom_q, ranked[-1])] + ([(middle_q, ranked[1])] if n == 3 else [])
-        question, answer = rng.choice(kinds)
+        text, answer = rng.choice(bank)
         scene = rng.choice(_REASONING_SCENES).format(p=rng.choice(PEOPLE[4:]), place=rng.choice(PLACES))
-        return fixed_mc_item(scene + "，".join(facts) + "。" + question, answer, _CAST)
+        return fixed_mc_item(scene + text, answer, _CAST)
 
     return gen
 

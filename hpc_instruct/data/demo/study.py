@@ -24,7 +24,7 @@ from hpc_instruct.data.doit_reader import SYNTHETIC_FILE
 from hpc_instruct.data.records import GENERATE, RANK3, USER, dumps_record, normalise_text
 from hpc_instruct.errors import UserError
 
-GENERATOR_VERSION = "demo-3"  # bump whenever the same arguments would write different bytes
+GENERATOR_VERSION = "demo-4"  # bump whenever the same arguments would write different bytes
 DEMO_MANIFEST = "demo.json"
 PRETRAIN_FILE = "pretrain/corpus.jsonl"
 RANK3_ABILITIES = ("code", "creative_writing", "role_play")

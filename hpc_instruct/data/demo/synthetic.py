@@ -4,7 +4,7 @@ Compared with a curated pool, a synthetic record
 - is often about something no ability tests (repeat a sentence, write a number, list fruits, greetings);
 - when it does touch an ability, answers in another style ("答案是B。" instead of "B", no `\\boxed{}`), and
   behind varied lead-ins ("请回答：", "帮我看看这道题：");
-- is wrong about one time in seven (another letter, an off-by-some number, a distractor as the reply);
+- is wrong about one time in ten (another letter, an off-by-some number, a distractor as the reply);
 - carries no ability label (`type` is "general"), question_format 0 and no choices.
 So it teaches less per sample than curated data and stops helping early, which is finding 2 of DoIT.
 """
@@ -19,12 +19,12 @@ from hpc_instruct.data.demo.knowledge import CLASSIFIERS
 from hpc_instruct.data.demo.lexicon import NUMERALS, PEOPLE, PLACES, THINGS, Item, numeral, qa
 
 SYNTHETIC_TYPE = "general"
-NOISE = 0.15  # share of ability-like synthetic records with a wrong answer
-GENERAL_SHARE = 0.25  # share of records about nothing any ability tests
+NOISE = 0.1  # share of ability-like synthetic records with a wrong answer
+GENERAL_SHARE = 0.2  # share of records about nothing any ability tests
 
 Generator = Callable[[random.Random], Item]
 
-_LEAD_INS = ("", "", "请回答：", "帮我看看这道题：", "问题如下。\n", "你能回答这个吗？")
+_LEAD_INS = ("", "", "", "", "", "请回答：", "帮我看看这道题：", "问题如下。\n", "你能回答这个吗？")
 _FRUITS = ("苹果", "香蕉", "葡萄", "西瓜", "橘子", "桃子", "梨", "草莓")
 _ANIMALS = ("猫", "狗", "兔子", "大象", "老虎", "熊猫", "猴子", "马")
 _ACTIVITIES = ("看书", "画画", "唱歌", "跑步", "写字", "吃饭", "买东西", "散步")
