@@ -80,9 +80,11 @@ def allocate(
         plans["reconstruct"] = reconstruct(budget, abilities, limit)
     score = {name: _mean(p, predict, w) for name, p in plans.items()}
     # Greedy is optimal only for concave curves; a noisy fit (a negative slope, the jump from the base score at
-    # n = 0) is not, so the plan is never worse than the split it is compared with.
+    # n = 0) is not. So the best split found is improved by moving samples between abilities while that helps,
+    # and the plan is never worse than the split it is compared with.
     best = max(plans, key=score.get)
-    plans["plan"], score["plan"] = dict(plans[best]), score[best]
+    plans["plan"] = _move_while_better(dict(plans[best]), predict, w, limit, max(step, budget // 64))
+    score["plan"] = _mean(plans["plan"], predict, w)
     counts = plans["plan"]
     table = _comparison(plans, predict, w, score)
     extrapolated = tuple(a for a in abilities if counts[a] > curves[a].volumes.max())
@@ -141,6 +143,42 @@ def _greedy(abilities, predict, w, limit, budget, step) -> dict[str, int]:
         nxt, s = gain(a)
         if s > 0:
             heapq.heappush(heap, (-nxt, a, s))
+    return counts
+
+
+def _move_while_better(counts: dict[str, int], predict, w, limit, step: int) -> dict[str, int]:
+    """Local search: move `step` samples from one ability to another while the weighted total rises, then halve
+    the step, down to one sample. The budget stays the same and every count stays within [0, its limit]."""
+    value = {a: w[a] * predict[a](n) for a, n in counts.items()}
+    while step >= 1:
+        moved = True
+        while moved:
+            moved = False
+            best = (1e-9, None, None, 0)
+            for give in counts:
+                size_give = min(step, counts[give])
+                if size_give <= 0:
+                    continue
+                loss = value[give] - w[give] * predict[give](counts[give] - size_give)
+                for take in counts:
+                    size = min(size_give, limit[take] - counts[take])
+                    if take == give or size <= 0:
+                        continue
+                    if size < size_give:
+                        loss_now = value[give] - w[give] * predict[give](counts[give] - size)
+                    else:
+                        loss_now = loss
+                    gain = w[take] * predict[take](counts[take] + size) - value[take] - loss_now
+                    if gain > best[0]:
+                        best = (gain, give, take, size)
+            _, give, take, size = best
+            if give is not None:
+                counts[give] -= size
+                counts[take] += size
+                value[give] = w[give] * predict[give](counts[give])
+                value[take] = w[take] * predict[take](counts[take])
+                moved = True
+        step //= 2
     return counts
 
 

@@ -147,3 +147,20 @@ def test_plan_never_predicts_less_than_uniform_on_non_concave_curves():
     assert plan.uniform_counts == {"code": 100, "math": 100} and plan.uniform_score == pytest.approx(45.05)
     assert plan.score >= plan.uniform_score and plan.gain_over_uniform >= 0
     assert sum(plan.counts.values()) == 200 and plan.counts["code"] >= 100
+
+
+def test_plan_beats_uniform_when_the_curves_jump_from_the_base_score():
+    """A log-linear fit through 8..64 samples predicts less at n = 1 than the base model scored, so greedy from
+    zero wastes its first samples and ends below a uniform split; moving samples between abilities from the
+    best split found still puts them where the slopes are (as in the demo, where the plan had tied uniform)."""
+    n = np.array([8.0, 24.0, 64.0])
+    slopes = {"steep": 40.0, "mid": 20.0, "flat": 1.0}
+    curves = {}
+    for a, s in slopes.items():
+        y = -10.0 + s * np.log10(n)
+        curves[a] = Curve(a, "curated", "m", 1, n, y, np.ones(3), fit_log_linear(n, y), None, "log-linear")
+    base = {a: 25.0 for a in slopes}
+    plan = allocate(curves, base, 120, "m")
+    assert sum(plan.counts.values()) == 120 and all(0 <= c <= 256 for c in plan.counts.values())
+    assert plan.gain_over_uniform > 1.0
+    assert plan.counts["steep"] > plan.counts["mid"] > plan.counts["flat"]
