@@ -1,6 +1,6 @@
 """A prepared miniature study shared by the training tests (generated data, tiny Llama preset, one trial).
 
-One trial: 40 samples (4 per ability) packed into 13 rows of <= 192 tokens (the per-character tokenizer);
+One trial: 40 samples (4 per ability) packed into 13 rows of <= 200 tokens (the per-character tokenizer);
 global batch 4 = micro batch 2 x accumulation 2 (x dp 1), so 4 steps per epoch (the last one short) x 2 epochs
 = 8 steps; exports after both epochs. Preparing it (data, tokenizer, packing) takes a few seconds, once per session.
 """
@@ -33,7 +33,7 @@ training:
   epochs: 2
   lr: 2.0e-3
   warmup_steps: 1
-  max_length: 192
+  max_length: 200
   precision: fp32
   activation_checkpointing: false
   packing: true
