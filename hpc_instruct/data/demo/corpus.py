@@ -26,7 +26,16 @@ from hpc_instruct.data.demo.knowledge import (
     Dynasty,
     organism_facts,
 )
-from hpc_instruct.data.demo.lexicon import GOODS, PEOPLE, PLACES, TIMES, TRANSPORT, numeral
+from hpc_instruct.data.demo.lexicon import (
+    COMPARISON_WORDS,
+    GOODS,
+    OPERATOR_WORDS,
+    PEOPLE,
+    PLACES,
+    TIMES,
+    TRANSPORT,
+    numeral,
+)
 
 STORIES = 1200  # everyday stories in the corpus, next to the ~200 fact sentences
 CODE_SNIPPETS = 300  # small commented functions, three per document
@@ -95,19 +104,16 @@ def story(rng: random.Random) -> str:
     return f"{p}有{a}个{t}，吃掉了{b}个，还剩{a - b}个{t}。{a}-{b}={a - b}。"
 
 
-_CODE_OPS = {"+": "加", "-": "减", "*": "乘以"}
-
-
 def code_snippet(rng: random.Random) -> str:
     """A small Python function under a Chinese comment that says what it does (code as a base model reads it
     on the web: no instruction, no question)."""
     fn, v = rng.choice(("f", "g", "h", "calc", "add", "work")), rng.choice(("x", "n", "m", "a"))
     if rng.random() < 0.65:
-        steps = [(rng.choice(tuple(_CODE_OPS)), rng.randint(1, 9)) for _ in range(rng.randint(1, 2))]
-        words = "，再".join(f"{_CODE_OPS[op]}{numeral(k)}" for op, k in steps)
+        steps = [(rng.choice(tuple(OPERATOR_WORDS)), rng.randint(1, 9)) for _ in range(rng.randint(1, 2))]
+        words = "，再".join(f"{OPERATOR_WORDS[op]}{numeral(k)}" for op, k in steps)
         body = [f"    y = {v} {steps[0][0]} {steps[0][1]}"] + [f"    y = y {op} {k}" for op, k in steps[1:]]
         return f"# {v}{words}\ndef {fn}({v}):\n" + "\n".join(body) + "\n    return y"
-    cmp, word = rng.choice(((">", "大于"), ("<", "小于"), ("==", "等于")))
+    cmp, word = rng.choice(tuple(COMPARISON_WORDS.items()))
     k, a, b = rng.randint(1, 9), rng.randint(0, 9), rng.randint(0, 9)
     return (f"# {v}{word}{numeral(k)}时得{numeral(a)}，不然得{numeral(b)}\ndef {fn}({v}):\n"
             f"    if {v} {cmp} {k}:\n        return {a}\n    return {b}")

@@ -7,7 +7,16 @@ from __future__ import annotations
 import random
 
 from hpc_instruct.data.demo.knowledge import LINE_ENDINGS, THEMES
-from hpc_instruct.data.demo.lexicon import PEOPLE, PLACES, Item, fixed_mc_item, numeral, qa
+from hpc_instruct.data.demo.lexicon import (
+    COMPARISON_WORDS,
+    OPERATOR_WORDS,
+    PEOPLE,
+    PLACES,
+    Item,
+    fixed_mc_item,
+    numeral,
+    qa,
+)
 
 # (higher word, lower word, "who is highest", "who is lowest", "who is in the middle")
 _RELATIONS = (
@@ -99,8 +108,7 @@ def make_math():
     return gen
 
 
-_OPS = {"+": "加", "-": "减", "*": "乘以"}
-_CMPS = {">": "大于", "<": "小于", "==": "等于"}
+_OPS, _CMPS = OPERATOR_WORDS, COMPARISON_WORDS
 
 
 def _arith_code(fn: str, v: str, steps: list[tuple[str, int]]) -> str:
