@@ -213,11 +213,13 @@ def cmd_plan_data(args: argparse.Namespace) -> int:
         print(f"note: extrapolated beyond observed volumes for {', '.join(alloc.extrapolated)}")
     print("\nrecipe mix to test the plan (also in results/):\n" + alloc.recipe_snippet)
     if args.write:
-        from hpc_instruct.analyze.plan_recipe import write_plan_recipe
+        from hpc_instruct.analyze.plan_recipe import same_splits, write_plan_recipe
 
         path = write_plan_recipe(args.study, alloc)
         print(f"wrote {path}: the plan, uniform and reconstruct arms at {alloc.budget:,} samples, with predictions; "
               f"measure them with\n  hpci run {path}")
+        for note in same_splits(alloc):
+            print(f"note: {note} (one trial, written once)")
     return 0
 
 

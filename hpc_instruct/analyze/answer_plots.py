@@ -37,10 +37,12 @@ def efficiency_figure(summary: pd.DataFrame, out: Path) -> Figure | None:
             ax.plot([edge / r["curated_total"]], [i], ">" if r["beyond"] == "above" else "<", color="#c44e52", ms=6)
     ax.axvline(1.0, color="0.3", lw=0.7, ls="--")
     ax.set_xscale("log")
-    ax.set_yticks(range(len(rows)), [f"{_display(a, short=True)} (N={n:,})" for a, n in
-                                     zip(rows["ability"], rows["curated_per_ability"], strict=True)], fontsize=8)
+    one_model = rows["model"].nunique() == 1
+    ax.set_yticks(range(len(rows)), [f"{_display(r['ability'], short=True)} ("
+                                     f"{'' if one_model else r['model'] + ', '}N={r['curated_per_ability']:,})"
+                                     for _, r in rows.iterrows()], fontsize=8)
     ax.set_xlabel("synthetic samples per curated sample (right of 1: curated is more efficient)", fontsize=8)
-    ax.set_title(f"Curated vs synthetic on {rows['model'].iloc[0]}", fontsize=10)
+    ax.set_title("Curated vs synthetic" + (f" on {rows['model'].iloc[0]}" if one_model else ""), fontsize=10)
     ax.grid(axis="x", alpha=0.25, lw=0.5)
     return _save(fig, out, "efficiency", "Synthetic samples that buy the score of one curated sample, with 95% "
                  "intervals; red arrows: beyond 4x the synthetic data studied.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from hpc_instruct.analyze.analysis import Analysis
@@ -108,18 +109,20 @@ def sensitivity_answer(a: Analysis) -> Answer:
 
 
 def efficiency_summary(a: Analysis) -> pd.DataFrame:
-    """Per ability, the efficiency row worth quoting: the largest curated N whose answer is within the data
-    (else the largest N), on the largest model that has a synthetic curve."""
+    """Per ability, the efficiency row worth quoting. Preferred in turn: a row whose answer and both interval
+    ends lie within the data and whose curated growth is resolved, one within the data, one whose answer is,
+    any row; within a tier the largest model with a synthetic curve, then the largest curated N. Every row stays
+    in the full table; the summary quotes the most informative one and names its model."""
     eff = a.efficiency[a.efficiency["ability"].isin(a.plan.abilities + (OVERALL,))]
     if eff.empty:
         return eff
-    model = eff.sort_values("num_parameters")["model"].iloc[-1]
-    eff = eff[eff["model"] == model]
-    rows = []
-    for _, g in eff.groupby("ability", sort=False):
-        inside = g[g["synthetic_needed"].notna()]
-        rows.append((inside if not inside.empty else g).sort_values("curated_per_ability").iloc[-1])
-    return pd.DataFrame(rows).reset_index(drop=True)
+    inside = eff["synthetic_needed"].notna()
+    bounded = inside & eff["ratio_hi"].map(math.isfinite)
+    tier = np.select([bounded & eff["curated_grows"], bounded, inside], [3, 2, 1], default=0)
+    ranked = eff.assign(_tier=tier).sort_values(["_tier", "num_parameters", "curated_per_ability"])
+    best = ranked.groupby("ability", sort=False).tail(1).drop(columns="_tier")
+    order = {ability: i for i, ability in enumerate(dict.fromkeys(eff["ability"]))}
+    return best.sort_values("ability", key=lambda col: col.map(order)).reset_index(drop=True)
 
 
 def synthetic_answer(a: Analysis) -> Answer:
@@ -134,9 +137,10 @@ def synthetic_answer(a: Analysis) -> Answer:
     curated_better = per[per["ratio_lo"] > 1]
     synthetic_better = per[per["ratio_hi"] < 1]
     beyond = per[per["beyond"] == "above"]
-    model = summary["model"].iloc[0]
+    models = list(dict.fromkeys(a.efficiency.sort_values("num_parameters")["model"]))
+    where = f"On {models[0]}" if len(models) == 1 else f"Per ability on {' or '.join(models)} (where bounded)"
     lines = [
-        f"On {model}: finite synthetic-per-curated ratios with finite intervals for {len(finite)} of {len(per)} "
+        f"{where}: finite synthetic-per-curated ratios with finite intervals for {len(finite)} of {len(per)} "
         "abilities whose curated growth is resolved (answers are bounded to 4x the synthetic volumes studied)."
     ]
     if not flat.empty:
@@ -144,18 +148,25 @@ def synthetic_answer(a: Analysis) -> Answer:
                      + ", ".join(flat["ability"]) + ".")
     for _, r in finite.sort_values("ratio").iterrows():
         lines.append(
-            f"{r['ability']}: {r['curated_per_ability']:,} curated per ability = {r['answer']} synthetic "
+            f"{r['ability']} on {r['model']}: {r['curated_per_ability']:,} curated per ability = {r['answer']} synthetic "
             f"{r['interval']} (ratio {r['ratio']:.2g} [{r['ratio_lo']:.2g}, {r['ratio_hi']:.2g}])."
+        )
+    loose = per[per["synthetic_needed"].notna() & ~per["ratio_hi"].map(math.isfinite)]
+    if not loose.empty:
+        lines.append(
+            "An answer within the data, but its interval runs past the bound: "
+            + ", ".join(f"{r['ability']} ({r['model']}: {r['answer']} {r['interval']})" for _, r in loose.iterrows())
+            + "."
         )
     if not beyond.empty:
         lines.append(
             "Beyond the data (synthetic would need more than 4x its largest volume): "
-            + ", ".join(f"{r['ability']} ({r['answer']})" for _, r in beyond.iterrows()) + "."
+            + ", ".join(f"{r['ability']} ({r['model']}: {r['answer']})" for _, r in beyond.iterrows()) + "."
         )
     overall = summary[summary["ability"] == OVERALL]
     if not overall.empty:
         r = overall.iloc[0]
-        lines.append(f"Overall: {r['curated_per_ability']:,} curated per ability = {r['answer']} synthetic "
+        lines.append(f"Overall on {r['model']}: {r['curated_per_ability']:,} curated per ability = {r['answer']} synthetic "
                      f"{r['interval']}.")
     verdict = (
         f"Curated data is more efficient per sample (ratio interval above 1) for {len(curated_better)} of "

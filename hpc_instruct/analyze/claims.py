@@ -69,7 +69,13 @@ def resolved_sign(lo: float, hi: float) -> int:
 
 def interval_text(value: float, lo: float, hi: float, signed: bool = True, digits: int = 1) -> str:
     """'+12.3 [8.1, 16.5]': a value with its 95% interval, as every answer of the report prints it."""
-    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    head = _fixed(value, digits, "+" if signed else "")
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return fmt.format(value) + " [interval not estimable]"
-    return f"{fmt.format(value)} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        return head + " [interval not estimable]"
+    return f"{head} [{_fixed(lo, digits)}, {_fixed(hi, digits)}]"
+
+
+def _fixed(value: float, digits: int, sign: str = "") -> str:
+    """Fixed-point text without a negative zero: -0.04 rounds to '0.0', not '-0.0'."""
+    text = f"{value:{sign}.{digits}f}"
+    return text.replace("-", sign, 1) if text.startswith("-") and float(text) == 0 else text

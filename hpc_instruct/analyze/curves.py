@@ -5,6 +5,9 @@ own count when a pool cap took less), for synthetic trials the synthetic samples
 one axis of total training samples. Every curve is fitted twice (fits.py): linear in log10(n), whose slope is
 the ability's sensitivity to data (points per tenfold more data), and saturating, whose `n95` says where the
 curve flattens. `preferred` is the form with the lower AICc; with too few points the log-linear form is kept.
+With three or more volumes a broken line through them is fitted as well (`spline`); predictions away from the
+measured volumes (the planner's) keep to `preferred`, while efficiency, which reads a curve inside its range (or
+a stated factor beyond it), takes the spline where its AICc beats both (`reading`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from hpc_instruct.analyze.expected import StudyPlan
-from hpc_instruct.analyze.fits import LogLinear, Saturating, aicc, fit_log_linear, fit_saturating
+from hpc_instruct.analyze.fits import (
+    LinearSpline,
+    LogLinear,
+    Saturating,
+    aicc,
+    fit_log_linear,
+    fit_saturating,
+    fit_spline,
+)
 from hpc_instruct.analyze.selection import OVERALL
 
 GROWTH_SOURCES = ("curated", "synthetic")
@@ -37,6 +48,7 @@ class Curve:
     log_linear: LogLinear | None
     saturating: Saturating | None
     preferred: str  # "log-linear" | "saturating" | "none"
+    spline: LinearSpline | None = None  # the broken line through the measured volumes (3+ volumes)
 
     def predict(self, n) -> np.ndarray:
         """The preferred fit's prediction (percent), NaN when the curve has no fit."""
@@ -45,6 +57,22 @@ class Curve:
         if self.log_linear is not None:
             return self.log_linear.predict(n)
         return np.full(np.shape(n), np.nan)
+
+    def aicc_of(self, form: str) -> float:
+        """AICc of one fitted form on the curve's points (inf when that form was not fitted)."""
+        ll, sat, spline = self.log_linear, self.saturating, self.spline
+        if form == "log-linear" and ll is not None:
+            return aicc(ll.fit.rss, ll.fit.n_points, 2)
+        if form == "saturating" and sat is not None:
+            return aicc(sat.rss, sat.n_points, 3)
+        if form == "spline" and spline is not None:
+            return aicc(spline.fit.rss, spline.fit.n_points, len(spline.knots))
+        return math.inf
+
+    def reading(self, forms: tuple[str, ...] = ("log-linear", "saturating", "spline")) -> str:
+        """The form among `forms` with the lowest AICc (the earlier one on ties); "none" when none was fitted."""
+        fitted = [f for f in forms if getattr(self, f.replace("-", "_")) is not None]
+        return min(fitted, key=self.aicc_of) if fitted else "none"
 
     def row(self) -> dict:
         ll, sat = self.log_linear, self.saturating
@@ -71,6 +99,7 @@ class Curve:
             "saturates_in_range": bool(sat and sat.n_at(0.95) <= self.volumes.max()),
             "aicc_log_linear": aicc(ll.fit.rss, ll.fit.n_points, 2) if ll else math.nan,
             "aicc_saturating": aicc(sat.rss, sat.n_points, 3) if sat else math.nan,
+            "aicc_spline": self.aicc_of("spline") if self.spline else math.nan,
             "preferred": self.preferred,
         }
 
@@ -128,8 +157,9 @@ def fit_curves(points: pd.DataFrame, replicates=None) -> dict[tuple[str, str, st
             ll is None or aicc(sat.rss, sat.n_points, 3) < aicc(ll.fit.rss, ll.fit.n_points, 2)
         ):
             preferred = "saturating"
+        spline = fit_spline(n, y, se if np.isfinite(se).all() else None, rep)
         curves[(ability, source, model)] = Curve(
-            ability, source, model, int(g["num_parameters"].iloc[0]), n, y, se, ll, sat, preferred
+            ability, source, model, int(g["num_parameters"].iloc[0]), n, y, se, ll, sat, preferred, spline
         )
     return curves
 

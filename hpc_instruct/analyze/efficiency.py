@@ -1,8 +1,11 @@
 """Curated vs synthetic: how many synthetic samples buy the score of N curated ones, per ability and model.
 
-For each curated volume N the sweep ran, the target is the curated log-linear fit at N (per ability), kept in
-[0, 100] (a line through noisy points can leave the scale; a score cannot); the synthetic curve (its preferred
-fit, usually saturating) is inverted at that target. The ratio divides by the curated samples in total
+For each curated volume N the sweep ran, the target is the curated curve at N (per ability), kept in [0, 100]
+(a line through noisy points can leave the scale; a score cannot); the synthetic curve is inverted at that
+target. Each curve is read by the form with the lowest AICc (`Curve.reading`): the target by the log-linear
+line or the broken line through the curated volumes, the synthetic curve by the log-linear, saturating or
+broken line. A straight line through a curve that jumps between two volumes misses every point, and that lack
+of fit, not the data, widened the old intervals past any bound; the broken line misses only by seed noise. The ratio divides by the curated samples in total
 (N x abilities), so it reads "synthetic samples per curated sample".
 
 No answer is extrapolated further than `extrapolate` x the observed synthetic volumes (default 4: from the
@@ -27,11 +30,12 @@ import numpy as np
 import pandas as pd
 
 from hpc_instruct.analyze.curves import Curve
-from hpc_instruct.analyze.fits import invert_saturating
+from hpc_instruct.analyze.fits import invert_broken_line, invert_saturating
 
 EXTRAPOLATE = 4.0  # answers are reported between (smallest synthetic volume / 4) and (largest x 4)
 COLUMNS = (
-    "ability model num_parameters curated_per_ability curated_total target synthetic_form synthetic_needed "
+    "ability model num_parameters curated_per_ability curated_total target curated_form synthetic_form "
+    "synthetic_needed "
     "synthetic_lo synthetic_hi ratio ratio_lo ratio_hi curated_grows never p_never beyond low_bound high_bound answer "
     "interval ratio_text"
 ).split()
@@ -53,15 +57,16 @@ def synthetic_efficiency(
     rows = []
     for (ability, source, model), cur in sorted(curves.items()):
         syn = curves.get((ability, "synthetic", model))
-        if source != "curated" or syn is None or cur.log_linear is None or syn.preferred == "none":
+        if source != "curated" or syn is None or cur.log_linear is None or syn.reading() == "none":
             continue
+        syn_form, cur_form = syn.reading(), cur.reading(("log-linear", "spline"))
         grows = cur.log_linear.fit.interval(1)[0] > 0  # curated growth resolved: something to compare with
         low, high = float(syn.volumes.min()) / extrapolate, float(syn.volumes.max()) * extrapolate
         for n in np.unique(cur.volumes):
-            target = float(np.clip(cur.log_linear.predict(n), 0.0, 100.0))
-            raw = float(_invert(syn, np.array([target]))[0])
-            target_draws = np.clip(_draw_linear(cur, rng, draws, n), 0.0, 100.0)
-            needed_draws = _invert(syn, target_draws, rng, draws)
+            target = float(np.clip(_target(cur, cur_form, n)[0], 0.0, 100.0))
+            raw = float(_invert(syn, syn_form, np.array([target]))[0])
+            target_draws = np.clip(_target(cur, cur_form, n, rng, draws), 0.0, 100.0)
+            needed_draws = _invert(syn, syn_form, target_draws, rng, draws)
             lo = float(np.quantile(needed_draws, 0.025, method="lower"))
             hi = float(np.quantile(needed_draws, 0.975, method="higher"))
             total = float(n * n_abilities)
@@ -75,7 +80,8 @@ def synthetic_efficiency(
                     "curated_per_ability": int(n),
                     "curated_total": int(total),
                     "target": target,
-                    "synthetic_form": syn.preferred,
+                    "curated_form": cur_form,
+                    "synthetic_form": syn_form,
                     "synthetic_needed": needed,
                     "synthetic_lo": lo,
                     "synthetic_hi": hi,
@@ -124,22 +130,32 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
 
 
-def _draw_linear(curve: Curve, rng: np.random.Generator, draws: int, n: float) -> np.ndarray:
-    fit = curve.log_linear.fit
-    coef = _mvn(rng, fit.coef, fit.cov, draws)
+def _target(
+    curve: Curve, form: str, n: float, rng: np.random.Generator | None = None, draws: int = 1
+) -> np.ndarray:
+    """The curated score at n by `form`; with `rng`, one value per parameter draw."""
+    fit = curve.spline.fit if form == "spline" else curve.log_linear.fit
+    coef = _mvn(rng, fit.coef, fit.cov, draws) if rng is not None else fit.coef[None, :]
+    if form == "spline":
+        return coef @ curve.spline.design(np.array([math.log10(n)]))[0]
     return coef[:, 0] + coef[:, 1] * math.log10(n)
 
 
 def _invert(
-    curve: Curve, targets: np.ndarray, rng: np.random.Generator | None = None, draws: int = 1
+    curve: Curve, form: str, targets: np.ndarray, rng: np.random.Generator | None = None, draws: int = 1
 ) -> np.ndarray:
-    """Synthetic samples reaching each target; with `rng`, one parameter draw per target."""
-    if curve.preferred == "saturating":
+    """Synthetic samples reaching each target by `form`; with `rng`, one parameter draw per target."""
+    if form == "saturating":
         sat = curve.saturating
         mean = np.array([sat.ceiling, sat.start, sat.rate])
         p = _mvn(rng, mean, sat.cov, draws) if rng is not None else mean[None, :]
         p[:, 2] = np.maximum(p[:, 2], 1e-12)
         return invert_saturating(targets, p[:, 0], p[:, 1], p[:, 2])
+    if form == "spline":
+        spline = curve.spline
+        coef = _mvn(rng, spline.fit.coef, spline.fit.cov, draws) if rng is not None else spline.fit.coef[None, :]
+        values = spline.knot_values(coef)
+        return invert_broken_line(targets, spline.knots, np.broadcast_to(values, (len(targets), values.shape[1])))
     fit = curve.log_linear.fit
     coef = _mvn(rng, fit.coef, fit.cov, draws) if rng is not None else fit.coef[None, :]
     a, b = coef[:, 0], coef[:, 1]

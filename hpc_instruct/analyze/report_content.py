@@ -90,7 +90,10 @@ def sections(a: Analysis) -> list[Section]:
         Section(
             "Curated vs synthetic",
             "Synthetic samples (in total) that reach the curated score of N per ability (target: the "
-            "curated fit at N, kept in [0, 100]), with a 95% interval; ratio = synthetic per curated sample. "
+            "curated curve at N, kept in [0, 100]), with a 95% interval; ratio = synthetic per curated sample. "
+            "Each curve is read by the form with the lower AICc (curated_form, synthetic_form): a line in "
+            "log10(n), a saturating curve, or a spline, the broken line through the measured volumes, which "
+            "follows a curve that jumps between two volumes. "
             "Answers are bounded to the synthetic volumes studied / 4 .. x 4: beyond that the table says '> N' "
             "or '< N', never a number (p_never: share of parameter draws whose synthetic ceiling stays below "
             "the target).",
@@ -99,7 +102,7 @@ def sections(a: Analysis) -> list[Section]:
                 (
                     a.efficiency,
                     _cols("ability model curated_per_ability target answer interval ratio_text p_never "
-                          "synthetic_form"),
+                          "curated_form synthetic_form"),
                 ),
             ),
         ),

@@ -113,3 +113,39 @@ def test_seed_stability_has_an_interval(main_analysis):
     assert math.isfinite(lo) and lo <= hi <= 1.0 and lo <= s.tau_data + 1e-9
     line = next(x for x in findings(main_analysis) if x.startswith("Ranking stability across seeds"))
     assert f"{s.tau_data:.2f} [{lo:.2f}, {hi:.2f}]" in line
+
+
+def test_the_summary_quotes_each_abilitys_bounded_comparison_and_names_its_model():
+    from types import SimpleNamespace
+
+    from hpc_instruct.analyze.answers import efficiency_summary, synthetic_answer
+
+    def row(ability, model, params, n, needed, hi, grows=True):
+        return {"ability": ability, "model": model, "num_parameters": params, "curated_per_ability": n,
+                "synthetic_needed": needed, "ratio": needed / (10 * n), "ratio_lo": 0.5, "ratio_hi": hi,
+                "curated_grows": grows, "beyond": "" if math.isfinite(needed) else "above",
+                "answer": f"{needed:,.0f}", "interval": "[0, 9]"}
+
+    eff = pd.DataFrame([
+        row("code", "micro", 1, 8, 100.0, 2.0), row("code", "tiny", 2, 8, 90.0, math.inf),  # bounded on micro
+        row("code", "tiny", 2, 64, math.nan, math.inf),
+        row("ethics", "micro", 1, 64, 900.0, 3.0), row("ethics", "tiny", 2, 8, 80.0, 2.0),
+        row("ethics", "tiny", 2, 64, 1000.0, 3.0),  # bounded on both: the larger model, the larger N
+        row("math", "tiny", 2, 64, 200.0, 1.5, grows=False), row("math", "micro", 1, 24, 150.0, 1.8),
+    ])
+    a = SimpleNamespace(efficiency=eff, plan=SimpleNamespace(abilities=("code", "ethics", "math")))
+    picked = efficiency_summary(a).set_index("ability")[["model", "curated_per_ability"]]
+    assert picked.to_dict("index") == {"code": {"model": "micro", "curated_per_ability": 8},
+                                       "ethics": {"model": "tiny", "curated_per_ability": 64},
+                                       "math": {"model": "micro", "curated_per_ability": 24}}
+    text = " ".join(synthetic_answer(a).lines)
+    assert "for 3 of 3 abilities" in text and "code on micro:" in text and "Per ability on micro or tiny" in text
+
+
+def test_interval_text_never_prints_a_negative_zero():
+    from hpc_instruct.analyze.claims import interval_text
+
+    assert interval_text(2.0, -0.04, 4.1) == "+2.0 [0.0, 4.1]"  # the demo's planner line printed [-0.0, 4.1]
+    assert interval_text(-0.01, -0.3, 0.2) == "+0.0 [-0.3, 0.2]"
+    assert interval_text(-1.25, -2.0, -0.5, signed=False) == "-1.2 [-2.0, -0.5]"
+    assert interval_text(1.0, math.nan, 2.0).endswith("[interval not estimable]")

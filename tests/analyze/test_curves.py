@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hpc_instruct.analyze.fits import fit_log_linear, fit_saturating, invert_saturating, saturating
+from hpc_instruct.analyze.curves import Curve
+from hpc_instruct.analyze.efficiency import synthetic_efficiency
+from hpc_instruct.analyze.fits import (
+    fit_log_linear,
+    fit_saturating,
+    fit_spline,
+    invert_broken_line,
+    invert_saturating,
+    saturating,
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +124,47 @@ def test_paces_that_differ_are_named_in_the_findings(analysis, main_study):
     assert planted in pairs  # the planted fastest and slowest abilities are told apart
     line = next(f for f in findings(analysis) if f.startswith("Growth paces differ"))
     assert f"{len(pairs)} of 45 ability pairs" in line
+
+
+def test_the_broken_line_runs_through_the_volume_means_and_reads_back():
+    n = np.repeat([80.0, 240.0, 640.0], 2)
+    y = np.array([36.0, 41.0, 43.0, 43.0, 89.0, 88.0])  # flat, then a jump: a format learned late
+    spline = fit_spline(n, y, y_se=np.full(6, 2.0))
+    assert spline.predict(np.array([80.0, 240.0, 640.0])) == pytest.approx([38.5, 43.0, 88.5])
+    assert spline.fit.dof == 3 and np.isfinite(spline.fit.cov).all()
+    knots, values = spline.knots, spline.knot_values(spline.fit.coef)
+    assert values[0] == pytest.approx([38.5, 43.0, 88.5])
+    # halfway up the jump: halfway between log10(240) and log10(640); past the top: along the last segment
+    mid = invert_broken_line(np.array([65.75]), knots, values)[0]
+    assert mid == pytest.approx(10 ** ((math.log10(240) + math.log10(640)) / 2))
+    slope = 45.5 / (math.log10(640) - math.log10(240))
+    assert invert_broken_line(np.array([90.0]), knots, values)[0] == pytest.approx(640 * 10 ** (1.5 / slope))
+    flat = np.array([[30.0, 30.0, 29.0]])
+    assert invert_broken_line(np.array([35.0]), knots, flat)[0] == math.inf  # never: the end segment falls
+    assert invert_broken_line(np.array([20.0]), knots, flat)[0] == 0.0  # there with no data at all
+    assert invert_broken_line(np.array([30.0]), knots, values)[0] < 80  # on the first segment's extension
+    assert fit_spline(n[:4], y[:4]) is None  # two volumes: that is the log-linear line
+
+
+def test_a_curve_that_jumps_gets_a_bounded_efficiency_answer():
+    """The demo's tiny models learn role-play between 240 and 640 samples, curated and synthetic alike. A
+    straight line in log10(n) misses every point of such a curve, and that lack of fit put the interval's upper
+    end past 4x the largest synthetic volume; the broken line through the volumes answers within the data."""
+    def curve(source, volumes, scores, with_spline=True):
+        n, y, se = np.asarray(volumes, float), np.asarray(scores, float), np.full(len(volumes), 2.0)
+        sat = fit_saturating(n, y)
+        return Curve("role_play", source, "tiny", 1000, n, y, se, fit_log_linear(n, y, se), sat, "log-linear",
+                     fit_spline(n, y, se) if with_spline else None)
+
+    curated = ([8] * 3 + [24] * 3 + [64] * 3, [46, 37, 35, 50, 41, 45, 89, 93, 88])
+    synthetic = ([80] * 2 + [240] * 2 + [640] * 2, [36, 41, 43, 43, 89, 88])
+    eff = synthetic_efficiency({("role_play", "curated", "tiny"): curve("curated", *curated),
+                                ("role_play", "synthetic", "tiny"): curve("synthetic", *synthetic)}, 10)
+    top = eff.set_index("curated_per_ability").loc[64]
+    assert (top["curated_form"], top["synthetic_form"]) == ("spline", "spline")
+    assert top["target"] == pytest.approx(90.0)  # the curated mean at 64, not a line's 82.7
+    assert 640 < top["synthetic_needed"] < 700 and top["beyond"] == ""
+    assert top["synthetic_lo"] > 400 and top["synthetic_hi"] < 1000  # within the data's reach
+    lines = synthetic_efficiency({("role_play", "curated", "tiny"): curve("curated", *curated, False),
+                                  ("role_play", "synthetic", "tiny"): curve("synthetic", *synthetic, False)}, 10)
+    assert math.isinf(lines.set_index("curated_per_ability").loc[64, "synthetic_hi"])  # what the line said

@@ -70,7 +70,12 @@ def test_demo_report_does_not_overclaim(demo):
     assert target_violations(a) == [] and ranking_violations(a) == []
     report = (study / "results" / "report.md").read_text()
     assert report.index("## Answers") < report.index("## Growth curves")
-    print("must show:", must_show(a))
+    shown = must_show(a)
+    print("must show:", shown)
+    # the bar for the embedded default (the run is deterministic: these are its figures, not luck)
+    assert len(shown["abilities_above_chance"]) == 10 and shown["separated_pairs"] >= 15, shown
+    assert len(shown["size_resolved"]) >= 3 and len(shown["finite_ratios"]) >= 6, shown
+    assert shown["transfer_cells"] > 0 and shown["held_out_spearman"] is not None, shown
 
 
 @pytest.mark.browser

@@ -87,3 +87,20 @@ def test_report_compares_predicted_and_measured_arms(plan_study, main_study):
     answer = html.split("<h3>(iv) A data plan from these findings</h3>")[1].split("<h3>")[0]
     assert "Measured plan - uniform on small" in answer and "Named mixes, predicted -&gt; measured" in answer
     assert "data:image/png;base64," in answer  # the predicted-vs-measured figure
+
+
+def test_a_plan_that_is_the_uniform_split_is_written_once_and_said_so(plan_study, main_study, tmp_path):
+    """Two arms with one split are one trial (trials dedupe by content): the report would silently lose one."""
+    import dataclasses
+
+    from hpc_instruct.analyze.plan_recipe import plan_recipe, same_splits
+
+    allocation, _, _ = plan_study
+    table = allocation.comparison.copy()
+    table["plan_samples"] = table["uniform_samples"]
+    tied = dataclasses.replace(allocation, comparison=table)
+    tree = plan_recipe(main_study.directory, tied)
+    assert [m["name"] for m in tree["sweep"]["mixes"]] == ["mix-plan-5000", "mix-reconstruct-5000"]
+    note = "the uniform split is the plan split: mix-plan-5000 measures both"
+    assert same_splits(tied) == [note] and tree["study"]["description"].endswith(note)
+    assert same_splits(allocation) == []  # the simulated study's plan differs from uniform
