@@ -5,16 +5,16 @@ For each curated volume N the sweep ran, the target is the curated curve at N (p
 target. Each curve is read by the form with the lowest AICc (`Curve.reading`): the target by the log-linear
 line or the broken line through the curated volumes, the synthetic curve by the log-linear, saturating or
 broken line. A straight line through a curve that jumps between two volumes misses every point, and that lack
-of fit, not the data, widened the old intervals past any bound; the broken line misses only by seed noise. The ratio divides by the curated samples in total
-(N x abilities), so it reads "synthetic samples per curated sample".
+of fit, not the data, widened the old intervals past any bound; the broken line misses only by seed noise.
+The ratio divides by the curated samples in total (N x abilities): "synthetic samples per curated sample".
 
 No answer is extrapolated further than `extrapolate` x the observed synthetic volumes (default 4: from the
 smallest / 4 to the largest x 4). An answer beyond that bound is reported as "> bound" (or "< bound" below it),
 never as a number: a fit through 40..640 samples says nothing about 10^95 of them. Interval ends beyond the
 bound are widened to the conservative side (an upper end above it becomes inf, a lower end below it becomes 0),
 so every finite number in the table lies inside the data's reach. `never` keeps the stronger statement "the
-synthetic curve's ceiling lies at or below the target", with `p_never` the share of parameter draws for which
-it holds.
+synthetic curve never reaches the target" (a saturating ceiling at or below it, a line or last segment that
+falls), with `p_never` the share of parameter draws for which it holds.
 
 Intervals propagate both fits' parameter uncertainty by simulation (seeded): parameters are drawn from each
 fit's estimated normal distribution (coefficients and covariance), the inversion is repeated per draw, and the

@@ -95,7 +95,7 @@ def sections(a: Analysis) -> list[Section]:
             "log10(n), a saturating curve, or a spline, the broken line through the measured volumes, which "
             "follows a curve that jumps between two volumes. "
             "Answers are bounded to the synthetic volumes studied / 4 .. x 4: beyond that the table says '> N' "
-            "or '< N', never a number (p_never: share of parameter draws whose synthetic ceiling stays below "
+            "or '< N', never a number (p_never: share of parameter draws whose synthetic curve never reaches "
             "the target).",
             "",
             (
