@@ -223,6 +223,8 @@ def plan_answer(a: Analysis) -> Answer:
             f" (seed ceiling {_f(head['ceiling_spearman'])}), decision accuracy {_f(head['decision_accuracy'])} "
             f"(seed ceiling {_f(head['ceiling_decision_accuracy'])}), mean absolute error "
             f"{head['mae']:.1f} points (seed sd {_f(head['seed_sd'], 1)})."
+            + (f" That is at the seed ceiling (above it only by chance, with {int(head['mixes'])} mixes): no "
+               "predictor could rank them better." if head["spearman"] >= head["ceiling_spearman"] else "")
         )
         errors = pc.ability_error[pc.ability_error["model"] == head["model"]].sort_values("mae")
         if not errors.empty:

@@ -8,10 +8,9 @@ is an out-of-sample test of them:
 - held-out mixes (source 'held_out': random per-ability volumes drawn by a seed, `sweep.held_out`): Spearman's
   rho between predicted and measured overall scores across the mixes (RegMix), pairwise decision accuracy, the
   share of mix pairs that prediction orders as measurement does (DataDecide), and the per-ability mean absolute
-  error. Next to each, the ceiling that training-seed noise allows: the same statistic between one seed's
-  measurement and the mean of the other seeds (averaged over seeds), i.e. how well the best possible predictor
-  of the seed mean could do given that a different seed would have measured differently. With one seed there is
-  no ceiling to show.
+  error. Next to each, the ceiling that training-seed noise allows: how well a predictor that knew the true
+  scores would do against the seed mean that is measured, estimated from how single seeds agree with each other
+  (`_seed_ceiling`). With one seed there is no ceiling to show.
 - named mixes (source 'mix'): predicted vs measured per arm; where the recipe states the planner's predictions
   (`sweep.mixes[].predicted`, written by `hpci plan-data --write`) those are shown as well, and the measured
   difference plan - uniform (and plan - reconstruct) carries its 95% interval, so "the plan beats uniform" is
@@ -189,16 +188,30 @@ def _bootstrap_rho(pred: np.ndarray, meas: np.ndarray, n_boot: int = 1000, seed:
 
 
 def _seed_ceiling(overall: pd.DataFrame) -> tuple[float, float]:
-    """Mean over seeds of (rho, decision accuracy) between that seed and the mean of the other seeds."""
+    """(rho, decision accuracy) that a perfect predictor of the true scores would reach against the mean of the
+    study's k seeds, estimated from how well single seeds agree with each other.
+
+    Between two seeds (averaged over seed pairs) the agreement is one seed's reliability r; the mean of k seeds
+    has reliability k r / (1 + (k - 1) r) (Spearman-Brown), and the truth correlates with that mean at its
+    square root. Decision accuracy goes the same way through Kendall's tau under normal noise (tau =
+    2/pi asin(r), accuracy = (1 + tau) / 2). Rank statistics are treated as correlations: an approximation, good
+    to a few hundredths, and six mixes carry far wider intervals than that."""
     wide = overall.pivot_table(index="arm", columns="seed", values="accuracy").dropna()
-    if wide.shape[1] < 2 or len(wide) < 3:
+    k = wide.shape[1]
+    if k < 2 or len(wide) < 3:
         return math.nan, math.nan
-    rhos, accs = [], []
-    for s in wide.columns:
-        one, rest = wide[s].to_numpy(float), wide.drop(columns=s).mean(axis=1).to_numpy(float)
-        rhos.append(spearman(rest, one))
-        accs.append(decision_accuracy(rest, one))
-    return float(np.nanmean(rhos)), float(np.nanmean(accs))
+    pairs = [(wide[a].to_numpy(float), wide[b].to_numpy(float)) for a, b in combinations(wide.columns, 2)]
+    rho = float(np.nanmean([spearman(x, y) for x, y in pairs]))
+    tau = 2 * float(np.nanmean([decision_accuracy(x, y) for x, y in pairs])) - 1
+    of_mean_rho = _truth_vs_mean(rho, k)
+    of_mean_tau = 2 / math.pi * math.asin(_truth_vs_mean(math.sin(math.pi / 2 * tau), k))
+    return of_mean_rho, (1 + of_mean_tau) / 2
+
+
+def _truth_vs_mean(r: float, k: int) -> float:
+    """Correlation of the truth with the mean of k measurements that correlate r with each other."""
+    r = max(r, 0.0)
+    return math.sqrt(k * r / (1 + (k - 1) * r)) if math.isfinite(r) else math.nan
 
 
 def _ability_errors(table: pd.DataFrame) -> pd.DataFrame:

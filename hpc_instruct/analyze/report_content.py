@@ -122,7 +122,8 @@ def sections(a: Analysis) -> list[Section]:
                 "Every mix trial, predicted from the curated curves of its model (fitted without it) and "
                 "measured (mean over seeds, 95% interval). Held-out mixes: Spearman rho and pairwise decision "
                 "accuracy between predicted and measured overall scores, next to the ceiling seed noise allows "
-                "(one seed against the mean of the others); per-ability mean absolute error and bias. 'stated': "
+                "(a predictor of the true scores against the measured seed mean, from the agreement between "
+                "single seeds); per-ability mean absolute error and bias. 'stated': "
                 "the prediction the recipe carries (hpci plan-data --write).",
                 "planner",
                 (
