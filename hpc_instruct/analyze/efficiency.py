@@ -135,7 +135,7 @@ def _target(
 ) -> np.ndarray:
     """The curated score at n by `form`; with `rng`, one value per parameter draw."""
     fit = curve.spline.fit if form == "spline" else curve.log_linear.fit
-    coef = _mvn(rng, fit.coef, fit.cov, draws) if rng is not None else fit.coef[None, :]
+    coef = _mvn(rng, fit.coef, fit.cov, draws)
     if form == "spline":
         return coef @ curve.spline.design(np.array([math.log10(n)]))[0]
     return coef[:, 0] + coef[:, 1] * math.log10(n)
@@ -148,16 +148,16 @@ def _invert(
     if form == "saturating":
         sat = curve.saturating
         mean = np.array([sat.ceiling, sat.start, sat.rate])
-        p = _mvn(rng, mean, sat.cov, draws) if rng is not None else mean[None, :]
+        p = _mvn(rng, mean, sat.cov, draws)
         p[:, 2] = np.maximum(p[:, 2], 1e-12)
         return invert_saturating(targets, p[:, 0], p[:, 1], p[:, 2])
     if form == "spline":
         spline = curve.spline
-        coef = _mvn(rng, spline.fit.coef, spline.fit.cov, draws) if rng is not None else spline.fit.coef[None, :]
+        coef = _mvn(rng, spline.fit.coef, spline.fit.cov, draws)
         values = spline.knot_values(coef)
         return invert_broken_line(targets, spline.knots, np.broadcast_to(values, (len(targets), values.shape[1])))
     fit = curve.log_linear.fit
-    coef = _mvn(rng, fit.coef, fit.cov, draws) if rng is not None else fit.coef[None, :]
+    coef = _mvn(rng, fit.coef, fit.cov, draws)
     a, b = coef[:, 0], coef[:, 1]
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         out = np.where(
@@ -166,9 +166,9 @@ def _invert(
     return out
 
 
-def _mvn(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray, draws: int) -> np.ndarray:
-    """Normal draws of fit parameters; the point estimate repeated when the covariance is not usable."""
-    if not np.isfinite(cov).all():
+def _mvn(rng: np.random.Generator | None, mean: np.ndarray, cov: np.ndarray, draws: int) -> np.ndarray:
+    """Normal draws of fit parameters; the point estimate (repeated) without `rng` or a usable covariance."""
+    if rng is None or not np.isfinite(cov).all():
         return np.repeat(mean[None, :], draws, axis=0)
     with np.errstate(invalid="ignore"):
         return rng.multivariate_normal(mean, (cov + cov.T) / 2, size=draws, method="eigh")

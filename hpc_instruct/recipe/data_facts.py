@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpc_instruct.data.abilities import REGISTRY
+from hpc_instruct.data.demo.study import GENERATOR_VERSION  # the generator owns it: its bytes pin trial ids
 from hpc_instruct.recipe.schema import DataConfig
 
 DOIT_SYNTHETIC_POOL = 40960  # synthetic/40960/general_instruction_gpt4_41k.json
 DOIT_EVAL_ITEMS = 100  # per ability and split (inferred)
-GENERATOR_VERSION = "demo-1"  # bump when hpc_instruct.data.demo changes what it writes
 DEMO_MEAN_TOKENS = 48
 DEMO_OOD_ITEMS = 40  # hpc_instruct.data.demo writes 40 items per out-of-domain set
 

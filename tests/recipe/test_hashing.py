@@ -76,6 +76,21 @@ def test_data_revision_changes_ids(write_recipe):
     assert ids(path)[0] != ids(path, "data.generate.seed=1")[0]
 
 
+def test_a_new_data_generator_version_changes_ids(write_recipe, monkeypatch):
+    """Generated data is pinned by the generator's own version (one owner): a generator that writes other bytes
+    must not reuse the trials, models and scores of the data it wrote before."""
+    import hpc_instruct.data.demo.study as generator
+    import hpc_instruct.recipe.data_facts as facts
+
+    path = write_recipe()
+    assert facts.GENERATOR_VERSION is generator.GENERATOR_VERSION
+    assert f"generated:{generator.GENERATOR_VERSION}:" in load_study(path).facts.fingerprint
+    before = ids(path)
+    monkeypatch.setattr(facts, "GENERATOR_VERSION", generator.GENERATOR_VERSION + "-next")
+    after = ids(path)
+    assert set(before[0].values()).isdisjoint(after[0].values()) and before[2].isdisjoint(after[2])
+
+
 def test_ids_are_stable_across_processes(write_recipe):
     path = write_recipe()
     code = ("import json,sys; from hpc_instruct.recipe.study import load_study; "
