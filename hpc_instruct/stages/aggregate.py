@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpc_instruct.atomic import write_marker
 from hpc_instruct.errors import UserError
@@ -17,6 +18,9 @@ from hpc_instruct.expansion import Expansion
 from hpc_instruct.recipe.study import Study
 from hpc_instruct.stages.context import TaskContext
 from hpc_instruct.study_dir import StudyDir
+
+if TYPE_CHECKING:
+    from hpc_instruct.analyze.expected import StudyPlan
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +38,23 @@ def context(base: TaskContext) -> AggregateContext:
     return AggregateContext(base.study, base.sdir, base.expansion, base.task_id, base.output)
 
 
+def stage_plan(study: Study, expansion: Expansion) -> StudyPlan:
+    """What analysis expects, from the job's own expansion and data facts: the plan that `plan.json` holds
+    (`hpci report` reads that), so the stage's report and a later one agree on provenance and inputs id."""
+    from hpc_instruct.analyze.expected import plan_from_expansion
+
+    facts, recipe = study.facts, study.recipe
+    return plan_from_expansion(expansion, recipe.study.name, fingerprint=facts.fingerprint,
+                               pool_sizes=facts.pool_sizes, synthetic_pool=facts.synthetic_size,
+                               out_of_domain=tuple(recipe.evaluation.out_of_domain))
+
+
 def run(ctx: AggregateContext) -> None:
     from hpc_instruct.analyze.aggregate import aggregate_study
     from hpc_instruct.analyze.analysis import analyze_study
     from hpc_instruct.analyze.report import write_report
 
-    result = aggregate_study(ctx.sdir.root, plan=ctx.expansion)
+    result = aggregate_study(ctx.sdir.root, plan=stage_plan(ctx.study, ctx.expansion))
     analysis = analyze_study(ctx.sdir.root, aggregate=result)
     report = write_report(ctx.sdir.root, analysis=analysis)
     log.info("report: %s", report)
