@@ -191,7 +191,7 @@ def capped_split(budget: int, shares: Mapping[str, float], limit: Mapping[str, i
         total = sum(shares[a] for a in open_)
         given = {a: min(limit[a] - counts[a], math.floor(left * shares[a] / total)) for a in open_}
         if not any(given.values()):  # remainders smaller than one per ability: hand them out one by one
-            for a in sorted(open_, key=lambda a: -shares[a]):
+            for a in sorted(open_, key=lambda a: (-shares[a], a)):  # ties by name: not by set order
                 if left and counts[a] < limit[a]:
                     counts[a] += 1
                     left -= 1
