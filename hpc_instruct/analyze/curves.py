@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -97,8 +97,8 @@ class Curve:
             "rate": sat.rate if sat else math.nan,
             "n95": sat.n_at(0.95) if sat else math.nan,
             "saturates_in_range": bool(sat and sat.n_at(0.95) <= self.volumes.max()),
-            "aicc_log_linear": aicc(ll.fit.rss, ll.fit.n_points, 2) if ll else math.nan,
-            "aicc_saturating": aicc(sat.rss, sat.n_points, 3) if sat else math.nan,
+            "aicc_log_linear": self.aicc_of("log-linear") if ll else math.nan,
+            "aicc_saturating": self.aicc_of("saturating") if sat else math.nan,
             "aicc_spline": self.aicc_of("spline") if self.spline else math.nan,
             "preferred": self.preferred,
         }
@@ -150,17 +150,10 @@ def fit_curves(points: pd.DataFrame, replicates=None) -> dict[tuple[str, str, st
         n, y = g["volume"].to_numpy(float), g["accuracy"].to_numpy(float)
         se = g["accuracy_se"].to_numpy(float)
         rep = replicates(g["row"].to_numpy()) if replicates is not None else None
-        ll = fit_log_linear(n, y, se if np.isfinite(se).all() else None, rep)
-        sat = fit_saturating(n, y)
-        preferred = "none" if ll is None and sat is None else "log-linear"
-        if sat is not None and (
-            ll is None or aicc(sat.rss, sat.n_points, 3) < aicc(ll.fit.rss, ll.fit.n_points, 2)
-        ):
-            preferred = "saturating"
-        spline = fit_spline(n, y, se if np.isfinite(se).all() else None, rep)
-        curves[(ability, source, model)] = Curve(
-            ability, source, model, int(g["num_parameters"].iloc[0]), n, y, se, ll, sat, preferred, spline
-        )
+        item_se = se if np.isfinite(se).all() else None
+        curve = Curve(ability, source, model, int(g["num_parameters"].iloc[0]), n, y, se,
+                      fit_log_linear(n, y, item_se, rep), fit_saturating(n, y), "none", fit_spline(n, y, item_se, rep))
+        curves[(ability, source, model)] = replace(curve, preferred=curve.reading(("log-linear", "saturating")))
     return curves
 
 
